@@ -1,0 +1,1 @@
+"""Cross-cutting code owned by the template. Team code lives in features/."""

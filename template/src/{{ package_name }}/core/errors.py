@@ -1,0 +1,140 @@
+"""Domain errors and the one error envelope every failure is rendered in.
+
+{"error": {"code": str, "message": str, "details": object | null, "request_id": str | null}}
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = structlog.get_logger(__name__)
+
+
+class AppError(Exception):
+    """Base for errors a service raises on purpose; subclasses set status and code."""
+
+    status_code = 400
+    code = "bad_request"
+    message = "The request could not be processed."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.message = message or self.message
+        self.details = details
+        self.headers = headers
+        super().__init__(self.message)
+
+
+class NotFoundError(AppError):
+    status_code = 404
+    code = "not_found"
+    message = "The resource was not found."
+
+
+class ConflictError(AppError):
+    status_code = 409
+    code = "conflict"
+    message = "The resource conflicts with an existing one."
+
+
+class UnauthorizedError(AppError):
+    status_code = 401
+    code = "unauthorized"
+    message = "Authentication is required."
+
+
+class ForbiddenError(AppError):
+    status_code = 403
+    code = "forbidden"
+    message = "You are not allowed to do this."
+
+
+class ServiceUnavailableError(AppError):
+    status_code = 503
+    code = "service_unavailable"
+    message = "The service is not available."
+
+
+def request_id_of(scope_state: dict[str, Any]) -> str | None:
+    value = scope_state.get("request_id")
+    return value if isinstance(value, str) else None
+
+
+def error_body(
+    code: str, message: str, details: Any = None, request_id: str | None = None
+) -> dict[str, Any]:
+    return {
+        "error": {
+            "code": code,
+            "message": message,
+            "details": details,
+            "request_id": request_id,
+        }
+    }
+
+
+def _response(
+    request: Request,
+    status_code: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    request_id = request_id_of(request.scope.get("state", {}))
+    body = error_body(code, message, details, request_id)
+    return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+async def _app_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return _response(request, exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = [
+        {"loc": list(error["loc"]), "message": error["msg"], "type": error["type"]}
+        for error in exc.errors()
+    ]
+    return _response(request, 422, "validation_error", "The request is not valid.", details)
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) else "The request failed."
+    if exc.status_code == 404 and exc.detail == "Not Found":
+        message = "The resource was not found."
+    return _response(request, exc.status_code, code, message, headers=exc.headers)
+
+
+def register_error_handlers(app: FastAPI) -> None:
+    # Unhandled exceptions are turned into the 500 envelope by RequestContextMiddleware,
+    # which also logs the traceback once.
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
