@@ -1,0 +1,53 @@
+"""Bad answers are refused by copier, with a message that says what to type instead."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from support import COPIER_FILE, REPO_ROOT, invalid_sets, render
+
+INVALID = invalid_sets()
+
+
+@pytest.mark.parametrize("answer_set", INVALID, ids=[s.id for s in INVALID])
+def test_invalid_answers_are_refused_with_a_helpful_message(answer_set, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=answer_set.message):
+        render(tmp_path / "project", answer_set.answers)
+    assert not (tmp_path / "project" / "pyproject.toml").exists()
+
+
+def test_the_cli_shows_the_message(tmp_path: Path) -> None:
+    copier = Path(sys.executable).parent / "copier"
+    result = subprocess.run(
+        [
+            str(copier),
+            "copy",
+            "--defaults",
+            "-d",
+            "project_slug=Billing API",
+            str(REPO_ROOT),
+            str(tmp_path / "project"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "Type a slug that starts with a lowercase letter" in result.stderr
+
+
+def test_reserved_module_names_cover_this_pythons_standard_library() -> None:
+    config = yaml.safe_load(COPIER_FILE.read_text())
+    reserved = set(config["reserved_module_names"]["default"])
+    public_stdlib = {name for name in sys.stdlib_module_names if not name.startswith("_")}
+    assert public_stdlib - reserved == set()
+
+
+def test_derived_names_follow_the_project_name(tmp_path: Path) -> None:
+    project = render(tmp_path / "project", {"project_name": "Billing & Invoices API"})
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert answers["project_slug"] == "billing-invoices-api"
+    assert answers["package_name"] == "billing_invoices_api"
+    assert (project / "src" / "billing_invoices_api" / "main.py").exists()

@@ -1,0 +1,65 @@
+"""Each answer set, rendered and checked the way its own CI would: in a fresh venv, ruff,
+ruff format, mypy --strict, its pytest suite with the coverage gate, and its migrations
+against a real database."""
+
+import uuid
+from pathlib import Path
+
+import pytest
+from support import answer_sets, check, clean_env, find_python, render, rendered_answers
+
+SETS = answer_sets()
+
+CREATE_OR_DROP_DATABASE = """
+import asyncio, os, sys
+import asyncpg
+
+async def main(statement):
+    connection = await asyncpg.connect(os.environ["ADMIN_DSN"])
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+asyncio.run(main(sys.argv[1]))
+"""
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _migrations_match_models(project: Path, database: str, tmp_path: Path) -> None:
+    """`alembic upgrade head` then `alembic check` (no model change without a migration)."""
+    run_python = ["uv", "run", "--no-sync", "python", "-c", CREATE_OR_DROP_DATABASE]
+    if database == "postgresql":
+        name = f"tmpl_check_{uuid.uuid4().hex[:12]}"
+        admin = clean_env(ADMIN_DSN=ADMIN_DSN)
+        check([*run_python, f'CREATE DATABASE "{name}"'], project, admin)
+        url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'check.db'}"
+    env = clean_env(DATABASE_URL=url)
+    try:
+        check(["uv", "run", "--no-sync", "alembic", "upgrade", "head"], project, env)
+        check(["uv", "run", "--no-sync", "alembic", "check"], project, env)
+    finally:
+        if database == "postgresql":
+            check([*run_python, f'DROP DATABASE IF EXISTS "{name}"'], project, admin)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("answer_set", SETS, ids=[s.id for s in SETS])
+def test_generated_service_passes_its_own_checks(answer_set, tmp_path: Path) -> None:
+    project = render(tmp_path / "service", answer_set.answers)
+    answers = rendered_answers(project)
+
+    sync = ["uv", "sync", "--python", find_python(answers["python_version"])]
+    if answer_set.resolution != "highest":
+        sync += ["--resolution", answer_set.resolution]
+    check(sync, project)
+
+    check(["uv", "run", "--no-sync", "ruff", "check", "."], project)
+    check(["uv", "run", "--no-sync", "ruff", "format", "--check", "."], project)
+    check(["uv", "run", "--no-sync", "mypy"], project)
+    output = check(["uv", "run", "--no-sync", "pytest", "-q", "-p", "no:cacheprovider"], project)
+    assert " passed" in output and "Required test coverage" in output
+    if answers["database"] != "none":
+        _migrations_match_models(project, answers["database"], tmp_path)

@@ -1,0 +1,116 @@
+"""Rendering: every answer set renders cleanly, with exactly the files its options call for."""
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import answer_sets, text_files
+
+Answers = dict[str, Any]
+
+# Jinja left in a rendered file; GitHub Actions' own `${{ }}` is not Jinja.
+LEFTOVER_JINJA = re.compile(r"(?<!\$)\{\{|\{%|%\}|\{#")
+
+
+def _has_database(a: Answers) -> bool:
+    return a["database"] != "none"
+
+
+def _items(a: Answers) -> bool:
+    return bool(a.get("example_feature", False))
+
+
+# Each path exists exactly when its predicate holds. "{pkg}" is the package directory.
+OPTION_FILES: dict[str, Callable[[Answers], bool]] = {
+    "alembic.ini": _has_database,
+    "migrations/env.py": _has_database,
+    "migrations/versions/0001_initial.py": _has_database,
+    "src/{pkg}/core/database.py": _has_database,
+    "tests/test_migrations.py": _has_database,
+    "src/{pkg}/features/items/router.py": _items,
+    "src/{pkg}/shared/pagination.py": _items,
+    "src/{pkg}/shared/repository.py": _items,
+    "tests/features/items/test_items.py": _items,
+    ".github/workflows/ci.yml": lambda a: a["ci"] == "github",
+    ".github/workflows/template-update.yml": lambda a: a["ci"] == "github",
+    ".gitlab-ci.yml": lambda a: a["ci"] == "gitlab",
+    "Dockerfile": lambda a: a["docker"],
+    ".dockerignore": lambda a: a["docker"],
+    "compose.yaml": lambda a: a["docker"],
+}
+
+# Dependencies that appear in pyproject.toml exactly when their predicate holds.
+OPTION_DEPENDENCIES: dict[str, Callable[[Answers], bool]] = {
+    '"sqlalchemy[asyncio]': _has_database,
+    '"alembic': _has_database,
+    '"asyncpg': lambda a: a["database"] == "postgresql",
+    '"aiosqlite': lambda a: a["database"] == "sqlite",
+}
+
+IDS = [answer_set.id for answer_set in answer_sets()]
+
+
+@pytest.mark.parametrize("set_id", IDS)
+def test_no_jinja_is_left_in_any_file(
+    rendered_sets: dict[str, tuple[Path, Answers]], set_id: str
+) -> None:
+    project, _ = rendered_sets[set_id]
+    leftovers = []
+    for path in text_files(project):
+        text = path.read_text(errors="replace")
+        if path.suffix == ".jinja" or LEFTOVER_JINJA.search(text):
+            leftovers.append(str(path.relative_to(project)))
+    assert leftovers == []
+
+
+@pytest.mark.parametrize("set_id", IDS)
+def test_files_match_the_chosen_options(
+    rendered_sets: dict[str, tuple[Path, Answers]], set_id: str
+) -> None:
+    project, answers = rendered_sets[set_id]
+    for pattern, wanted in OPTION_FILES.items():
+        path = project / pattern.format(pkg=answers["package_name"])
+        assert path.exists() == wanted(answers), f"{pattern}: expected exists={wanted(answers)}"
+    pyproject = (project / "pyproject.toml").read_text()
+    for dependency, wanted in OPTION_DEPENDENCIES.items():
+        assert (dependency in pyproject) == wanted(answers), dependency
+    empty_dirs = [
+        str(path.relative_to(project))
+        for path in project.rglob("*")
+        if path.is_dir() and not any(path.iterdir())
+    ]
+    assert empty_dirs == []
+
+
+@pytest.mark.parametrize("set_id", IDS)
+def test_no_blank_line_debris(rendered_sets: dict[str, tuple[Path, Answers]], set_id: str) -> None:
+    """Conditional blocks must not leave runs of blank lines or leading blank lines."""
+    project, _ = rendered_sets[set_id]
+    debris = []
+    for path in text_files(project):
+        if path.suffix in {".py", ".toml", ".yml", ".yaml", ".ini", ".md"} or path.name in {
+            "Dockerfile",
+            "Makefile",
+            ".env.example",
+        }:
+            text = path.read_text()
+            if not text:
+                continue
+            too_many_blanks = "\n\n\n\n" if path.suffix == ".py" else "\n\n\n"
+            if text.startswith("\n") or too_many_blanks in text or not text.endswith("\n"):
+                debris.append(str(path.relative_to(project)))
+    assert debris == []
+
+
+@pytest.mark.parametrize("set_id", IDS)
+def test_answers_file_records_every_asked_question_and_no_secret(
+    rendered_sets: dict[str, tuple[Path, Answers]], set_id: str
+) -> None:
+    _, answers = rendered_sets[set_id]
+    assert answers["_src_path"]
+    assert answers["_commit"]
+    assert {"project_name", "project_slug", "package_name", "database", "ci"} <= answers.keys()
+    assert not {"python_keywords", "reserved_module_names"} & answers.keys()
+    assert not [key for key in answers if "secret" in key or "password" in key]
