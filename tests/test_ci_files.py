@@ -1,0 +1,87 @@
+"""Generated CI and container files are validated, not just rendered: the workflows and the
+pipeline against their published JSON schemas (vendored by check-jsonschema, so no network),
+compose.yaml against the compose spec and for the services the answers need, and the
+Dockerfile with hadolint."""
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from support import answer_sets
+
+BIN = Path(sys.executable).parent
+IDS = [answer_set.id for answer_set in answer_sets()]
+Rendered = dict[str, tuple[Path, dict[str, Any]]]
+
+
+def validate(schema: str, *files: Path) -> None:
+    result = subprocess.run(
+        [str(BIN / "check-jsonschema"), "--builtin-schema", schema, *map(str, files)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("set_id", IDS)
+def test_ci_files_match_their_schemas_and_services(rendered_sets: Rendered, set_id: str) -> None:
+    project, answers = rendered_sets[set_id]
+    if answers["ci"] == "github":
+        workflows = sorted((project / ".github" / "workflows").glob("*.yml"))
+        validate("vendor.github-workflows", *workflows)
+        ci = yaml.safe_load((project / ".github" / "workflows" / "ci.yml").read_text())
+        services = ci["jobs"]["check"].get("services", {})
+        update_job = (project / ".github" / "workflows" / "template-update.yml").read_text()
+        assert "copier check-update" in update_job
+    elif answers["ci"] == "gitlab":
+        validate("vendor.gitlab-ci", project / ".gitlab-ci.yml")
+        ci = yaml.safe_load((project / ".gitlab-ci.yml").read_text())
+        services = {entry["alias"]: entry for entry in ci["check"].get("services", [])}
+        assert "copier check-update" in str(ci["template-update"]["script"])
+        assert ci["template-update"]["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "schedule"'}]
+    else:
+        return
+    assert ("postgres" in services) == (answers["database"] == "postgresql")
+
+
+@pytest.mark.parametrize("set_id", IDS)
+def test_compose_file_is_valid_and_has_the_needed_services(
+    rendered_sets: Rendered, set_id: str
+) -> None:
+    project, answers = rendered_sets[set_id]
+    if not answers["docker"]:
+        return
+    validate("vendor.compose-spec", project / "compose.yaml")
+    compose = yaml.safe_load((project / "compose.yaml").read_text())
+    expected = {"app"}
+    if answers["database"] != "none":
+        expected.add("migrate")
+    if answers["database"] == "postgresql":
+        expected.add("postgres")
+    assert set(compose["services"]) == expected
+    app = compose["services"]["app"]
+    assert app["environment"]["ENVIRONMENT"] == "production"
+    assert ("DATABASE_URL" in app["environment"]) == (answers["database"] != "none")
+
+
+@pytest.mark.parametrize("set_id", IDS)
+def test_dockerfile_passes_hadolint(rendered_sets: Rendered, set_id: str) -> None:
+    project, answers = rendered_sets[set_id]
+    if not answers["docker"]:
+        return
+    result = subprocess.run(
+        [str(BIN / "hadolint"), "--failure-threshold", "info", "Dockerfile"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    dockerfile = (project / "Dockerfile").read_text()
+    assert "USER 10001:10001" in dockerfile
+    assert "HEALTHCHECK" in dockerfile
+    assert f"PYTHON_VERSION={answers['python_version']}" in dockerfile
