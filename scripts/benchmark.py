@@ -383,6 +383,8 @@ def parse_args() -> argparse.Namespace:
         help="keep the work directory (rendered service, server logs)",
     )
     args = parser.parse_args()
+    if args.service_dir and args.data:
+        parser.error("--data applies when rendering; --service-dir is already rendered")
     if args.rounds < 1 or args.duration <= 0 or args.warmup <= 0:
         parser.error("--rounds must be >= 1; --duration and --warmup must be positive")
     return args
