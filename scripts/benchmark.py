@@ -1,0 +1,416 @@
+#!/usr/bin/env python3
+"""Throughput of a rendered service's liveness route against a bare FastAPI app.
+
+Renders the service from this checkout with copier, builds its venv with uv, and serves
+two apps from that same venv with identical uvicorn flags: the service (its full
+middleware and logging stack, in production mode) and a bare FastAPI app with the same
+`GET /health/live`. wrk loads each in alternating rounds; the script prints every round,
+the medians and the ratio service/bare, and exits non-zero when the ratio is below
+--min-ratio. See docs/benchmark.md.
+
+Standard library only: run it with the template repo's venv python or any python3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+REPO = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+LIVE_PATH = "/health/live"
+DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+SERVER_FLAGS = ["--no-access-log", "--loop", "uvloop", "--http", "httptools", "--workers", "1"]
+SERVER_CPU = "0"
+WRK_CPU = "1"
+STARTUP_TIMEOUT = 60.0
+SETUP_TIMEOUT = 600.0
+
+BARE_APP = '''\
+"""The baseline: FastAPI with the same liveness route and nothing else."""
+
+from fastapi import FastAPI
+
+app = FastAPI()
+
+
+@app.get("/health/live")
+async def live() -> dict[str, str]:
+    return {"status": "ok"}
+'''
+
+
+class BenchmarkError(Exception):
+    """A step failed; the message says which and why."""
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    log: Path
+    process: subprocess.Popen[bytes]
+
+
+def parse_pairs(pairs: list[str], option: str) -> dict[str, str]:
+    result = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"{option} takes KEY=VALUE, got {pair!r}")
+        result[key] = value
+    return result
+
+
+def run(command: list[str], *, cwd: Path | None = None, timeout: float = SETUP_TIMEOUT) -> str:
+    """Run a setup command; on failure raise with its output so the cause is visible."""
+    try:
+        done = subprocess.run(
+            command, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise BenchmarkError(f"timed out after {timeout:.0f}s: {' '.join(command)}") from exc
+    if done.returncode != 0:
+        raise BenchmarkError(
+            f"failed ({done.returncode}): {' '.join(command)}\n{done.stdout}{done.stderr}"
+        )
+    return done.stdout
+
+
+def require_tools() -> None:
+    missing = [tool for tool in ("uv", "wrk", "taskset") if shutil.which(tool) is None]
+    if missing:
+        hint = " (Debian: apt-get update && apt-get install -y wrk)" if "wrk" in missing else ""
+        raise BenchmarkError(f"missing on PATH: {', '.join(missing)}{hint}")
+    if (os.cpu_count() or 1) < 2:
+        raise BenchmarkError("needs 2 CPUs: the servers are pinned to CPU 0 and wrk to CPU 1")
+
+
+def find_python(version: str) -> str:
+    """An interpreter for `version` ("3.12"): pyenv's install, then uv's, then PATH."""
+    pattern = str(Path.home() / f".pyenv/versions/{version}.*/bin/python{version}")
+    candidates = sorted(
+        glob.glob(pattern),
+        key=lambda path: [int(part) for part in re.findall(r"\d+", Path(path).parts[-3])],
+    )
+    candidates.reverse()  # newest patch release first
+    try:
+        found = subprocess.run(
+            ["uv", "python", "find", "--system", version],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if found.returncode == 0 and found.stdout.strip():
+            candidates.append(found.stdout.strip())
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    on_path = shutil.which(f"python{version}")
+    if on_path:
+        candidates.append(on_path)
+    for candidate in candidates:
+        # pyenv shims exist for every version but fail for the inactive ones: check it runs.
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == version:
+            return candidate
+    raise BenchmarkError(f"no Python {version} interpreter found (pyenv, uv python find, PATH)")
+
+
+def read_answers(service_dir: Path) -> dict[str, str]:
+    """The flat `key: value` lines of .copier-answers.yml (all this script needs)."""
+    answers = {}
+    for line in (service_dir / ".copier-answers.yml").read_text().splitlines():
+        match = re.match(r"^([A-Za-z_]\w*):\s*(.*)$", line)
+        if match:
+            answers[match[1]] = match[2].strip().strip("'\"")
+    return answers
+
+
+def render_service(destination: Path, data: dict[str, str]) -> None:
+    copier = REPO / ".venv/bin/copier"
+    if not copier.exists():
+        print("creating the template repo's venv (uv sync)", flush=True)
+        run(["uv", "sync"], cwd=REPO)
+    # --vcs-ref HEAD renders this checkout, uncommitted changes included, not the latest tag.
+    command = [str(copier), "copy", "--defaults", "--quiet", "--vcs-ref", "HEAD"]
+    for key, value in data.items():
+        command += ["--data", f"{key}={value}"]
+    run([*command, str(REPO), str(destination)])
+
+
+def build_venv(service_dir: Path) -> Path:
+    python = find_python(read_answers(service_dir)["python_version"])
+    run(["uv", "sync", "--no-dev", "--python", python], cwd=service_dir)
+    return service_dir / ".venv/bin/uvicorn"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(
+    name: str, uvicorn: Path, target: list[str], cwd: Path, env: dict[str, str], logs: Path
+) -> Server:
+    port = free_port()
+    log = logs / f"{name}.log"
+    command = ["taskset", "-c", SERVER_CPU, str(uvicorn), *target]
+    command += ["--host", HOST, "--port", str(port), *SERVER_FLAGS]
+    with log.open("wb") as output:
+        # Own session: Ctrl-C reaches only this script, which then stops the server itself.
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    return Server(name, port, log, process)
+
+
+def wait_until_live(server: Server) -> None:
+    url = f"http://{HOST}:{server.port}{LIVE_PATH}"
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise BenchmarkError(f"{server.name} exited at startup:\n{tail(server.log)}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                body = json.loads(response.read())
+            if body == {"status": "ok"}:
+                return
+            raise BenchmarkError(f"{server.name} answered {body!r} on {LIVE_PATH}")
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.2)
+    raise BenchmarkError(
+        f"{server.name} not live after {STARTUP_TIMEOUT:.0f}s:\n{tail(server.log)}"
+    )
+
+
+def stop_server(server: Server) -> None:
+    if server.process.poll() is not None:
+        return
+    os.killpg(server.process.pid, signal.SIGTERM)
+    try:
+        server.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait(timeout=10)
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def load(server: Server, args: argparse.Namespace, seconds: float) -> float:
+    """Run wrk against the server; requests/s. Errors or non-2xx responses fail the run."""
+    url = f"http://{HOST}:{server.port}{LIVE_PATH}"
+    command = ["taskset", "-c", WRK_CPU, "wrk", f"-t{args.threads}", f"-c{args.connections}"]
+    command += [f"-d{seconds:g}s", "--timeout", "5s", "--latency", url]
+    output = run(command, timeout=seconds + 30)
+    if server.process.poll() is not None:
+        raise BenchmarkError(f"{server.name} died under load:\n{tail(server.log)}")
+    for problem in ("Socket errors", "Non-2xx or 3xx responses"):
+        if problem in output:
+            raise BenchmarkError(f"wrk reported problems against {server.name}:\n{output}")
+    match = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
+    if not match:
+        raise BenchmarkError(f"no Requests/sec in wrk's output:\n{output}")
+    return float(match[1])
+
+
+@contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit so the `finally` blocks still stop the servers."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def benchmark(args: argparse.Namespace, workdir: Path) -> float:
+    if args.service_dir:
+        service_dir = args.service_dir.resolve()
+        print(f"using the rendered service in {service_dir}", flush=True)
+    else:
+        service_dir = workdir / "service"
+        print(f"rendering the template into {service_dir}", flush=True)
+        render_service(service_dir, parse_pairs(args.data, "--data"))
+    print("building the service's venv (uv sync)", flush=True)
+    uvicorn = build_venv(service_dir)
+    package = read_answers(service_dir)["package_name"]
+
+    bare_dir = workdir / "bare"
+    bare_dir.mkdir()
+    (bare_dir / "bench_bare_app.py").write_text(BARE_APP)
+    logs = workdir / "logs"
+    logs.mkdir()
+
+    extra_env = parse_pairs(args.env, "--env")
+    base_env = {**os.environ, **extra_env}
+    service_env = {
+        **os.environ,
+        "ENVIRONMENT": "production",
+        "SECRET_KEY": secrets.token_urlsafe(36),  # 48 characters
+        "LOG_LEVEL": "INFO",
+        "DATABASE_URL": DATABASE_URL,  # the liveness route never touches it
+        **extra_env,  # last, so --env can override any of the above
+    }
+
+    servers: list[Server] = []
+    try:
+        servers.append(
+            start_server(
+                "bare",
+                uvicorn,
+                ["--app-dir", str(bare_dir), "bench_bare_app:app"],
+                bare_dir,
+                base_env,
+                logs,
+            )
+        )
+        servers.append(
+            start_server(
+                "service",
+                uvicorn,
+                [f"{package}.main:create_app", "--factory"],
+                service_dir,
+                service_env,
+                logs,
+            )
+        )
+        for server in servers:
+            wait_until_live(server)
+            print(f"{server.name} is live on {HOST}:{server.port} (log: {server.log})", flush=True)
+
+        for server in servers:
+            load(server, args, args.warmup)
+        print(
+            f"warmed up {args.warmup:g}s each; {args.rounds} rounds of {args.duration:g}s, "
+            f"wrk -t{args.threads} -c{args.connections}",
+            flush=True,
+        )
+
+        results: dict[str, list[float]] = {server.name: [] for server in servers}
+        for round_number in range(1, args.rounds + 1):
+            for server in servers:
+                rate = load(server, args, args.duration)
+                results[server.name].append(rate)
+                print(f"round {round_number} {server.name:<8} {rate:10.1f} req/s", flush=True)
+    finally:
+        for server in servers:
+            stop_server(server)
+
+    bare = statistics.median(results["bare"])
+    service = statistics.median(results["service"])
+    print(f"median   bare     {bare:10.1f} req/s")
+    print(f"median   service  {service:10.1f} req/s")
+    return service / bare
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Requests/s of the rendered service's /health/live versus a bare FastAPI app."
+    )
+    parser.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra copier answer (repeatable), e.g. --data metrics=true",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the servers (repeatable)",
+    )
+    parser.add_argument(
+        "--service-dir",
+        type=Path,
+        help="benchmark this already rendered service instead of rendering one",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per app (default 3)")
+    parser.add_argument("--duration", type=float, default=10, help="seconds per round")
+    parser.add_argument("--warmup", type=float, default=3, help="warm-up seconds per app")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument(
+        "--min-ratio",
+        type=float,
+        default=0.85,
+        help="exit 1 when service/bare is below this (default 0.85)",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the work directory (rendered service, server logs)",
+    )
+    args = parser.parse_args()
+    if args.service_dir and args.data:
+        parser.error("--data applies when rendering; --service-dir is already rendered")
+    if args.rounds < 1 or args.duration <= 0 or args.warmup <= 0:
+        parser.error("--rounds must be >= 1; --duration and --warmup must be positive")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="benchmark-"))
+    try:
+        with stop_on_sigterm():
+            require_tools()
+            ratio = benchmark(args, workdir)
+    except BenchmarkError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; servers stopped", file=sys.stderr)
+        return 130
+    finally:
+        if args.keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(f"ratio service/bare: {ratio:.2f} (threshold {args.min_ratio:.2f})")
+    return 0 if ratio >= args.min_ratio else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
