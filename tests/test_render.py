@@ -22,6 +22,14 @@ def _items(a: Answers) -> bool:
     return bool(a.get("example_feature", False))
 
 
+def _auth(mode: str) -> Callable[[Answers], bool]:
+    return lambda a: a.get("auth", "none") == mode
+
+
+def _any_auth(a: Answers) -> bool:
+    return a.get("auth", "none") != "none"
+
+
 # Each path exists exactly when its predicate holds. "{pkg}" is the package directory.
 OPTION_FILES: dict[str, Callable[[Answers], bool]] = {
     "alembic.ini": _has_database,
@@ -30,9 +38,17 @@ OPTION_FILES: dict[str, Callable[[Answers], bool]] = {
     "src/{pkg}/core/database.py": _has_database,
     "tests/test_migrations.py": _has_database,
     "src/{pkg}/features/items/router.py": _items,
-    "src/{pkg}/shared/pagination.py": _items,
-    "src/{pkg}/shared/repository.py": _items,
+    "src/{pkg}/shared/pagination.py": lambda a: _items(a) or _any_auth(a),
+    "src/{pkg}/shared/repository.py": lambda a: _items(a) or _any_auth(a),
     "tests/features/items/test_items.py": _items,
+    "src/{pkg}/core/security.py": _any_auth,
+    "tests/auth_fixtures.py": _any_auth,
+    "src/{pkg}/features/auth/router.py": _auth("jwt"),
+    "src/{pkg}/features/users/router.py": _auth("jwt"),
+    "src/{pkg}/__main__.py": _auth("jwt"),
+    "tests/features/items/test_item_owners.py": lambda a: _items(a) and _auth("jwt")(a),
+    "src/{pkg}/features/api_keys/router.py": _auth("api_key"),
+    "tests/features/items/test_item_scopes.py": lambda a: _items(a) and _auth("api_key")(a),
     ".github/workflows/ci.yml": lambda a: a["ci"] == "github",
     ".github/workflows/template-update.yml": lambda a: a["ci"] == "github",
     ".gitlab-ci.yml": lambda a: a["ci"] == "gitlab",
@@ -47,6 +63,8 @@ OPTION_DEPENDENCIES: dict[str, Callable[[Answers], bool]] = {
     '"alembic': _has_database,
     '"asyncpg': lambda a: a["database"] == "postgresql",
     '"aiosqlite': lambda a: a["database"] == "sqlite",
+    '"pyjwt': _auth("jwt"),
+    '"libpass': _auth("jwt"),
 }
 
 IDS = [answer_set.id for answer_set in answer_sets()]

@@ -1,0 +1,42 @@
+"""Who is calling: the API key from the X-API-Key header, and scope checks."""
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends
+
+from ...core.database import SessionDep
+from ...core.security import ApiKeyHeaderDep, SettingsDep
+from .exceptions import MissingScopeError
+from .repository import ApiKeyRepository
+from .schemas import ADMIN_SCOPE, ApiKeyPrincipal
+from .service import ApiKeyService
+
+
+def get_api_key_service(session: SessionDep, settings: SettingsDep) -> ApiKeyService:
+    return ApiKeyService(ApiKeyRepository(session), settings)
+
+
+ApiKeyServiceDep = Annotated[ApiKeyService, Depends(get_api_key_service)]
+
+
+async def get_current_key(key: ApiKeyHeaderDep, service: ApiKeyServiceDep) -> ApiKeyPrincipal:
+    return await service.authenticate(key)
+
+
+CurrentKey = Annotated[ApiKeyPrincipal, Depends(get_current_key)]
+
+
+def require_scopes(*scopes: str) -> Callable[[ApiKeyPrincipal], Awaitable[ApiKeyPrincipal]]:
+    """Dependency factory: the key must hold every scope given (the admin scope holds all)."""
+    needed = frozenset(scopes)
+
+    async def check_scopes(principal: CurrentKey) -> ApiKeyPrincipal:
+        if ADMIN_SCOPE not in principal.scopes and not needed <= principal.scopes:
+            raise MissingScopeError(sorted(needed - principal.scopes))
+        return principal
+
+    return check_scopes
+
+
+AdminKey = Annotated[ApiKeyPrincipal, Depends(require_scopes(ADMIN_SCOPE))]

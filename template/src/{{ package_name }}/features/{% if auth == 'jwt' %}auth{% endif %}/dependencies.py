@@ -1,0 +1,60 @@
+"""Who is calling: the current user from the bearer token, and role checks."""
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ...core.database import SessionDep
+from ...core.security import BearerTokenDep, NotAuthenticatedError, PasswordHasherDep, SettingsDep
+from ..users.exceptions import MissingRoleError
+from ..users.models import User
+from ..users.repository import UserRepository
+from ..users.schemas import Role
+from ..users.service import UserService
+from .repository import RefreshTokenRepository
+from .service import AuthService
+
+
+def get_user_service(session: SessionDep, hasher: PasswordHasherDep) -> UserService:
+    return UserService(UserRepository(session), hasher)
+
+
+UserServiceDep = Annotated[UserService, Depends(get_user_service)]
+
+
+def get_auth_service(
+    request: Request,
+    session: SessionDep,
+    users: UserServiceDep,
+    hasher: PasswordHasherDep,
+    settings: SettingsDep,
+) -> AuthService:
+    tokens = RefreshTokenRepository(session, request.app.state.session_factory)
+    return AuthService(users, tokens, hasher, settings)
+
+
+AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
+
+
+async def get_current_user(token: BearerTokenDep, service: AuthServiceDep) -> User:
+    if not token:
+        raise NotAuthenticatedError()
+    return await service.current_user(token)
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def require_roles(*roles: Role) -> Callable[[User], Awaitable[User]]:
+    """Dependency factory: `Depends(require_roles("admin"))` lets only those roles through."""
+
+    async def check_role(user: CurrentUser) -> User:
+        if user.role not in roles:
+            raise MissingRoleError(roles)
+        return user
+
+    return check_role
+
+
+AdminUser = Annotated[User, Depends(require_roles("admin"))]
