@@ -46,6 +46,7 @@ def test_ci_files_match_their_schemas_and_services(rendered_sets: Rendered, set_
     else:
         return
     assert ("postgres" in services) == (answers["database"] == "postgresql")
+    assert ("redis" in services) == answers["redis"]
 
 
 @pytest.mark.parametrize("set_id", IDS)
@@ -62,10 +63,16 @@ def test_compose_file_is_valid_and_has_the_needed_services(
         expected.add("migrate")
     if answers["database"] == "postgresql":
         expected.add("postgres")
+    if answers["redis"]:
+        expected.add("redis")
+    if answers["tracing"]:
+        expected.add("jaeger")
     assert set(compose["services"]) == expected
     app = compose["services"]["app"]
     assert app["environment"]["ENVIRONMENT"] == "production"
     assert ("DATABASE_URL" in app["environment"]) == (answers["database"] != "none")
+    assert ("REDIS_URL" in app["environment"]) == answers["redis"]
+    assert ("OTEL_EXPORTER_OTLP_ENDPOINT" in app["environment"]) == answers["tracing"]
 
 
 @pytest.mark.parametrize("set_id", IDS)

@@ -26,6 +26,10 @@ def _auth(mode: str) -> Callable[[Answers], bool]:
     return lambda a: a.get("auth", "none") == mode
 
 
+def _chosen(question: str) -> Callable[[Answers], bool]:
+    return lambda a: bool(a[question])
+
+
 def _any_auth(a: Answers) -> bool:
     return a.get("auth", "none") != "none"
 
@@ -48,6 +52,17 @@ OPTION_FILES: dict[str, Callable[[Answers], bool]] = {
     "src/{pkg}/__main__.py": _auth("jwt"),
     "tests/features/items/test_item_owners.py": lambda a: _items(a) and _auth("jwt")(a),
     "src/{pkg}/features/api_keys/router.py": _auth("api_key"),
+    "src/{pkg}/core/redis.py": _chosen("redis"),
+    "tests/core/test_redis.py": _chosen("redis"),
+    "tests/features/items/test_items_cache.py": lambda a: _items(a) and a["redis"],
+    "src/{pkg}/core/ratelimit.py": _chosen("rate_limit"),
+    "tests/core/test_ratelimit.py": _chosen("rate_limit"),
+    "tests/core/test_ratelimit_identity.py": lambda a: a["rate_limit"] and _any_auth(a),
+    "src/{pkg}/core/metrics.py": _chosen("metrics"),
+    "tests/core/test_metrics.py": _chosen("metrics"),
+    "src/{pkg}/core/telemetry.py": _chosen("tracing"),
+    "tests/core/test_telemetry.py": _chosen("tracing"),
+    "tests/core/test_database.py": _has_database,
     "tests/features/items/test_item_scopes.py": lambda a: _items(a) and _auth("api_key")(a),
     ".github/workflows/ci.yml": lambda a: a["ci"] == "github",
     ".github/workflows/template-update.yml": lambda a: a["ci"] == "github",
@@ -65,6 +80,10 @@ OPTION_DEPENDENCIES: dict[str, Callable[[Answers], bool]] = {
     '"aiosqlite': lambda a: a["database"] == "sqlite",
     '"pyjwt': _auth("jwt"),
     '"libpass': _auth("jwt"),
+    '"redis>=': _chosen("redis"),
+    '"prometheus-client': _chosen("metrics"),
+    '"opentelemetry-sdk': _chosen("tracing"),
+    '"opentelemetry-instrumentation-sqlalchemy': lambda a: a["tracing"] and _has_database(a),
 }
 
 IDS = [answer_set.id for answer_set in answer_sets()]
