@@ -1,7 +1,6 @@
 from datetime import datetime
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, Update, update
+from sqlalchemy import Update, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ...shared.repository import Repository
@@ -27,8 +26,9 @@ class RefreshTokenRepository(Repository[RefreshToken]):
                 RefreshToken.revoked_at.is_(None),
             )
             .values(rotated_at=now)
+            .returning(RefreshToken.jti)
         )
-        return cast(CursorResult[Any], result).rowcount == 1
+        return result.scalar_one_or_none() is not None
 
     async def revoke_family(self, family_id: str, now: datetime) -> None:
         await self.session.execute(_revoke(family_id, now))
