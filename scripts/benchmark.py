@@ -56,7 +56,26 @@ app = FastAPI()
 @app.get("/health/live")
 async def live() -> dict[str, str]:
     return {"status": "ok"}
+
+
+@app.get("/bench/items/{item_id}")
+async def item(item_id: int) -> dict[str, int]:
+    return {"id": item_id}
 '''
+
+# --feature-route adds this feature folder to the service (features are discovered), so the
+# load reaches a route that is traced, counted by metrics and rate limited, unlike probes.
+BENCH_FEATURE = """\
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/bench", tags=["bench"])
+
+
+@router.get("/items/{item_id}")
+async def item(item_id: int) -> dict[str, int]:
+    return {"id": item_id}
+"""
+FEATURE_PATH = "/bench/items/42"
 
 
 class BenchmarkError(Exception):
@@ -234,7 +253,8 @@ def tail(path: Path, lines: int = 20) -> str:
 
 def load(server: Server, args: argparse.Namespace, seconds: float) -> float:
     """Run wrk against the server; requests/s. Errors or non-2xx responses fail the run."""
-    url = f"http://{HOST}:{server.port}{LIVE_PATH}"
+    path = FEATURE_PATH if args.feature_route else LIVE_PATH
+    url = f"http://{HOST}:{server.port}{path}"
     command = ["taskset", "-c", WRK_CPU, "wrk", f"-t{args.threads}", f"-c{args.connections}"]
     command += [f"-d{seconds:g}s", "--timeout", "5s", "--latency", url]
     output = run(command, timeout=seconds + 30)
@@ -274,6 +294,11 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> float:
     print("building the service's venv (uv sync)", flush=True)
     uvicorn = build_venv(service_dir)
     package = read_answers(service_dir)["package_name"]
+    if args.feature_route:
+        feature = service_dir / "src" / package / "features" / "bench"
+        feature.mkdir(exist_ok=True)
+        (feature / "__init__.py").write_text("")
+        (feature / "router.py").write_text(BENCH_FEATURE)
 
     bare_dir = workdir / "bare"
     bare_dir.mkdir()
@@ -289,6 +314,8 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> float:
         "SECRET_KEY": secrets.token_urlsafe(36),  # 48 characters
         "LOG_LEVEL": "INFO",
         "DATABASE_URL": DATABASE_URL,  # the liveness route never touches it
+        # The limiter still runs on every request; it just never refuses the load.
+        "RATE_LIMIT_DEFAULT": "100000000/second",
         **extra_env,  # last, so --env can override any of the above
     }
 
@@ -345,7 +372,7 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> float:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Requests/s of the rendered service's /health/live versus a bare FastAPI app."
+        description="Requests/s of the rendered service versus a bare FastAPI app."
     )
     parser.add_argument(
         "--data",
@@ -365,6 +392,12 @@ def parse_args() -> argparse.Namespace:
         "--service-dir",
         type=Path,
         help="benchmark this already rendered service instead of rendering one",
+    )
+    parser.add_argument(
+        "--feature-route",
+        action="store_true",
+        help=f"load {FEATURE_PATH}, a route added as a feature folder (traced, counted and "
+        "rate limited), instead of /health/live",
     )
     parser.add_argument("--rounds", type=int, default=3, help="rounds per app (default 3)")
     parser.add_argument("--duration", type=float, default=10, help="seconds per round")
