@@ -13,7 +13,16 @@ from typing import Any
 import copier
 import pytest
 import yaml
-from support import REPO_ROOT, check, clean_env, find_python, render, rendered_answers, text_files
+from support import (
+    REPO_ROOT,
+    check,
+    clean_env,
+    find_python,
+    questions,
+    render,
+    rendered_answers,
+    text_files,
+)
 
 RELEASES = yaml.safe_load((REPO_ROOT / "releases.yml").read_text())
 NEXT = RELEASES["next"]
@@ -141,6 +150,15 @@ def test_update_from_a_release_keeps_team_edits_and_brings_template_changes(
     for path in survivors:
         text = (project / path).read_text()
         assert not any(marker in text for marker in CONFLICT_MARKERS), path
+
+    # Questions added since the old release were answered with their defaults.
+    old_questions = set(yaml.safe_load(git(template, "show", f"{old_version}:copier.yml")))
+    added = [name for name in questions() if name not in old_questions]
+    assert added, "expected questions added since the old release"
+    updated_answers, fresh_answers = rendered_answers(project), rendered_answers(fresh)
+    assert {name: updated_answers.get(name) for name in added} == {
+        name: fresh_answers.get(name) for name in added
+    }
 
     # And the updated service still passes its own tests, the team's included.
     check(
