@@ -61,3 +61,21 @@ def test_every_pair_of_pairwise_values_is_covered(
 def _impossible(pair: dict[str, Any]) -> bool:
     """Pairs copier refuses (listed under `invalid` in the matrix) need no valid set."""
     return any(entry["answers"] == pair for entry in load_matrix()["invalid"])
+
+
+def test_every_auth_database_and_example_feature_combination_is_covered(
+    rendered_sets: dict[str, tuple[Path, dict[str, Any]]],
+) -> None:
+    """The auth modes are tested with and without the example feature on each database."""
+    effective = _effective(rendered_sets)
+    missing = [
+        (auth, database, items)
+        for auth, database, items in itertools.product(
+            ["jwt", "api_key", "none"], ["postgresql", "sqlite"], [True, False]
+        )
+        if not any(
+            (a["auth"], a["database"], a["example_feature"]) == (auth, database, items)
+            for a in effective
+        )
+    ]
+    assert missing == []
