@@ -83,6 +83,12 @@ class BenchmarkError(Exception):
 
 
 @dataclass
+class Round:
+    requests_per_second: float
+    cpu_us_per_request: float  # the server's own CPU time: less sensitive to other load
+
+
+@dataclass
 class Server:
     name: str
     port: int
@@ -184,9 +190,20 @@ def render_service(destination: Path, data: dict[str, str]) -> None:
 
 
 def build_venv(service_dir: Path) -> Path:
-    python = find_python(read_answers(service_dir)["python_version"])
+    answers = read_answers(service_dir)
+    python = find_python(answers["python_version"])
     run(["uv", "sync", "--no-dev", "--python", python], cwd=service_dir)
-    return service_dir / ".venv/bin/uvicorn"
+    # A venv copied along with a service may still import the original's code: refuse it.
+    # (Servers run as `python -m uvicorn`: a copied venv's scripts start the original python.)
+    venv_python = service_dir / ".venv/bin/python"
+    package = answers["package_name"]
+    imported = run([str(venv_python), "-c", f"import {package}; print({package}.__file__)"])
+    if not Path(imported.strip()).resolve().is_relative_to(service_dir):
+        raise BenchmarkError(
+            f"{venv_python} imports {package} from {imported.strip()}, not from {service_dir}: "
+            "delete that .venv (it was copied) and rerun"
+        )
+    return venv_python
 
 
 def free_port() -> int:
@@ -196,11 +213,11 @@ def free_port() -> int:
 
 
 def start_server(
-    name: str, uvicorn: Path, target: list[str], cwd: Path, env: dict[str, str], logs: Path
+    name: str, python: Path, target: list[str], cwd: Path, env: dict[str, str], logs: Path
 ) -> Server:
     port = free_port()
     log = logs / f"{name}.log"
-    command = ["taskset", "-c", SERVER_CPU, str(uvicorn), *target]
+    command = ["taskset", "-c", SERVER_CPU, str(python), "-m", "uvicorn", *target]
     command += ["--host", HOST, "--port", str(port), *SERVER_FLAGS]
     with log.open("wb") as output:
         # Own session: Ctrl-C reaches only this script, which then stops the server itself.
@@ -251,22 +268,31 @@ def tail(path: Path, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def load(server: Server, args: argparse.Namespace, seconds: float) -> float:
-    """Run wrk against the server; requests/s. Errors or non-2xx responses fail the run."""
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(server: Server, args: argparse.Namespace, seconds: float) -> Round:
+    """Run wrk against the server. Errors or non-2xx responses fail the run."""
     path = FEATURE_PATH if args.feature_route else LIVE_PATH
     url = f"http://{HOST}:{server.port}{path}"
     command = ["taskset", "-c", WRK_CPU, "wrk", f"-t{args.threads}", f"-c{args.connections}"]
     command += [f"-d{seconds:g}s", "--timeout", "5s", "--latency", url]
+    cpu_before = cpu_seconds(server.process.pid)
     output = run(command, timeout=seconds + 30)
+    cpu_used = cpu_seconds(server.process.pid) - cpu_before
     if server.process.poll() is not None:
         raise BenchmarkError(f"{server.name} died under load:\n{tail(server.log)}")
     for problem in ("Socket errors", "Non-2xx or 3xx responses"):
         if problem in output:
             raise BenchmarkError(f"wrk reported problems against {server.name}:\n{output}")
-    match = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
-    if not match:
-        raise BenchmarkError(f"no Requests/sec in wrk's output:\n{output}")
-    return float(match[1])
+    rate = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
+    requests = re.search(r"^\s*(\d+) requests in", output, re.MULTILINE)
+    if not rate or not requests or int(requests[1]) == 0:
+        raise BenchmarkError(f"no request counts in wrk's output:\n{output}")
+    return Round(float(rate[1]), cpu_used / int(requests[1]) * 1e6)
 
 
 @contextmanager
@@ -292,7 +318,7 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> float:
         print(f"rendering the template into {service_dir}", flush=True)
         render_service(service_dir, parse_pairs(args.data, "--data"))
     print("building the service's venv (uv sync)", flush=True)
-    uvicorn = build_venv(service_dir)
+    python = build_venv(service_dir)
     package = read_answers(service_dir)["package_name"]
     if args.feature_route:
         feature = service_dir / "src" / package / "features" / "bench"
@@ -324,7 +350,7 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> float:
         servers.append(
             start_server(
                 "bare",
-                uvicorn,
+                python,
                 ["--app-dir", str(bare_dir), "bench_bare_app:app"],
                 bare_dir,
                 base_env,
@@ -334,7 +360,7 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> float:
         servers.append(
             start_server(
                 "service",
-                uvicorn,
+                python,
                 [f"{package}.main:create_app", "--factory"],
                 service_dir,
                 service_env,
@@ -353,21 +379,33 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> float:
             flush=True,
         )
 
-        results: dict[str, list[float]] = {server.name: [] for server in servers}
+        results: dict[str, list[Round]] = {server.name: [] for server in servers}
         for round_number in range(1, args.rounds + 1):
             for server in servers:
-                rate = load(server, args, args.duration)
-                results[server.name].append(rate)
-                print(f"round {round_number} {server.name:<8} {rate:10.1f} req/s", flush=True)
+                result = load(server, args, args.duration)
+                results[server.name].append(result)
+                print(
+                    f"round {round_number} {server.name:<8} "
+                    f"{result.requests_per_second:10.1f} req/s "
+                    f"{result.cpu_us_per_request:8.1f} us CPU/request",
+                    flush=True,
+                )
     finally:
         for server in servers:
             stop_server(server)
 
-    bare = statistics.median(results["bare"])
-    service = statistics.median(results["service"])
-    print(f"median   bare     {bare:10.1f} req/s")
-    print(f"median   service  {service:10.1f} req/s")
-    return service / bare
+    rates = {
+        name: statistics.median(r.requests_per_second for r in rounds)
+        for name, rounds in results.items()
+    }
+    cpu = {
+        name: statistics.median(r.cpu_us_per_request for r in rounds)
+        for name, rounds in results.items()
+    }
+    for name in ("bare", "service"):
+        print(f"median   {name:<8} {rates[name]:10.1f} req/s {cpu[name]:8.1f} us CPU/request")
+    print(f"CPU per request, bare/service: {cpu['bare'] / cpu['service']:.2f}")
+    return rates["service"] / rates["bare"]
 
 
 def parse_args() -> argparse.Namespace:
