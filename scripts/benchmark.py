@@ -2,11 +2,13 @@
 """Throughput of a rendered service's liveness route against a bare FastAPI app.
 
 Renders the service from this checkout with copier, builds its venv with uv, and serves
-two apps from that same venv with identical uvicorn flags: the service (its full
-middleware and logging stack, in production mode) and a bare FastAPI app with the same
-`GET /health/live`. wrk loads both in each round, in turn first; the script prints every
-round and its ratio service/bare, the medians, and the median of the rounds' ratios, and
-exits non-zero when that ratio is below --min-ratio. See docs/benchmark.md.
+three apps from that same venv with identical uvicorn flags: the service (its full
+middleware and logging stack, in production mode), a bare FastAPI app with the same
+`GET /health/live`, and that bare app with FastAPI's built-in OpenTelemetry off, as the
+service has it. wrk loads all three in each round, the order rotating; the script prints
+every round, the medians, and the median of the rounds' ratios service/bare, and exits
+non-zero when that ratio is below --min-ratio. The ratio against the third app, the cost
+of the template's own middleware alone, is printed beside it. See docs/benchmark.md.
 
 Standard library only: run it with the template repo's venv python or any python3.
 """
@@ -50,7 +52,7 @@ BARE_APP = '''\
 
 from fastapi import FastAPI
 
-app = FastAPI()
+app = FastAPI(%s)
 
 
 @app.get("/health/live")
@@ -62,6 +64,14 @@ async def live() -> dict[str, str]:
 async def item(item_id: int) -> dict[str, int]:
     return {"id": item_id}
 '''
+
+# The service's create_app turns FastAPI's built-in OpenTelemetry off; the third app does too.
+NO_NATIVE_TELEMETRY = (
+    'telemetry={"tracing": False, "metrics": False, "logs": False, "auto_configure": False}'
+)
+BARE = "bare"
+BARE_OTEL_OFF = "bare-otel-off"
+SERVICE = "service"
 
 # --feature-route adds this feature folder to the service (features are discovered), so the
 # load reaches a route that is traced, counted by metrics and rate limited, unlike probes.
@@ -328,7 +338,8 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> float:
 
     bare_dir = workdir / "bare"
     bare_dir.mkdir()
-    (bare_dir / "bench_bare_app.py").write_text(BARE_APP)
+    (bare_dir / "bench_bare_app.py").write_text(BARE_APP % "")
+    (bare_dir / "bench_bare_otel_off_app.py").write_text(BARE_APP % NO_NATIVE_TELEMETRY)
     logs = workdir / "logs"
     logs.mkdir()
 
@@ -347,19 +358,20 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> float:
 
     servers: list[Server] = []
     try:
-        servers.append(
-            start_server(
-                "bare",
-                python,
-                ["--app-dir", str(bare_dir), "bench_bare_app:app"],
-                bare_dir,
-                base_env,
-                logs,
+        for name, module in ((BARE, "bench_bare_app"), (BARE_OTEL_OFF, "bench_bare_otel_off_app")):
+            servers.append(
+                start_server(
+                    name,
+                    python,
+                    ["--app-dir", str(bare_dir), f"{module}:app"],
+                    bare_dir,
+                    base_env,
+                    logs,
+                )
             )
-        )
         servers.append(
             start_server(
-                "service",
+                SERVICE,
                 python,
                 [f"{package}.main:create_app", "--factory"],
                 service_dir,
@@ -381,24 +393,21 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> float:
 
         results: dict[str, list[Round]] = {server.name: [] for server in servers}
         for round_number in range(1, args.rounds + 1):
-            # Each round loads both apps back to back, in turn first: a machine that speeds
-            # up or slows down over the run then tilts no app's rounds more than the other's.
-            order = servers if round_number % 2 else servers[::-1]
-            for server in order:
+            # Each round loads the apps back to back, the first one rotating: a machine that
+            # speeds up or slows down over the run then tilts no app's rounds more than another's.
+            shift = (round_number - 1) % len(servers)
+            for server in servers[shift:] + servers[:shift]:
                 result = load(server, args, args.duration)
                 results[server.name].append(result)
                 print(
-                    f"round {round_number} {server.name:<8} "
+                    f"round {round_number} {server.name:<13} "
                     f"{result.requests_per_second:10.1f} req/s "
                     f"{result.cpu_us_per_request:8.1f} us CPU/request",
                     flush=True,
                 )
-            bare, service = results["bare"][-1], results["service"][-1]
-            print(
-                f"round {round_number} ratio    "
-                f"{service.requests_per_second / bare.requests_per_second:10.2f}",
-                flush=True,
-            )
+            for baseline in (BARE, BARE_OTEL_OFF):
+                ratio = ratio_of(results[SERVICE][-1], results[baseline][-1])
+                print(f"round {round_number} service/{baseline:<13} {ratio:5.2f}", flush=True)
     finally:
         for server in servers:
             stop_server(server)
@@ -411,15 +420,29 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> float:
         name: statistics.median(r.cpu_us_per_request for r in rounds)
         for name, rounds in results.items()
     }
-    for name in ("bare", "service"):
-        print(f"median   {name:<8} {rates[name]:10.1f} req/s {cpu[name]:8.1f} us CPU/request")
-    print(f"ratio of the medians: {rates['service'] / rates['bare']:.2f}")
-    print(f"CPU per request, bare/service: {cpu['bare'] / cpu['service']:.2f}")
-    # The paired ratio: each round's two loads ran minutes closer together than the medians'.
-    return statistics.median(
-        service.requests_per_second / bare.requests_per_second
-        for bare, service in zip(results["bare"], results["service"], strict=True)
+    for name in results:
+        print(f"median   {name:<13} {rates[name]:10.1f} req/s {cpu[name]:8.1f} us CPU/request")
+    ratios = {}
+    for baseline in (BARE, BARE_OTEL_OFF):
+        print(
+            f"service/{baseline}: ratio of the medians {rates[SERVICE] / rates[baseline]:.2f}, ",
+            end="",
+        )
+        print(f"CPU per request {cpu[baseline] / cpu[SERVICE]:.2f}")
+        # The paired ratio: a round's loads ran minutes closer together than the medians'.
+        ratios[baseline] = statistics.median(
+            ratio_of(service, bare)
+            for service, bare in zip(results[SERVICE], results[baseline], strict=True)
+        )
+    print(
+        f"ratio service/{BARE_OTEL_OFF} (the template's middleware alone), "
+        f"the median of the rounds' ratios: {ratios[BARE_OTEL_OFF]:.2f}"
     )
+    return ratios[BARE]
+
+
+def ratio_of(service: Round, baseline: Round) -> float:
+    return service.requests_per_second / baseline.requests_per_second
 
 
 def parse_args() -> argparse.Namespace:
@@ -494,7 +517,7 @@ def main() -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     print(
-        f"ratio service/bare, the median of the rounds' ratios: {ratio:.2f} "
+        f"ratio service/{BARE}, the median of the rounds' ratios: {ratio:.2f} "
         f"(threshold {args.min_ratio:.2f})"
     )
     return 0 if ratio >= args.min_ratio else 1
