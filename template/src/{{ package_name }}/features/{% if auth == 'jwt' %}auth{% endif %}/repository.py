@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import Update, update
+from sqlalchemy import Update, delete, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ...shared.repository import Repository
@@ -29,6 +29,13 @@ class RefreshTokenRepository(Repository[RefreshToken]):
             .returning(RefreshToken.jti)
         )
         return result.scalar_one_or_none() is not None
+
+    async def delete_expired(self, user_id: int, before: datetime) -> None:
+        await self.session.execute(
+            delete(RefreshToken).where(
+                RefreshToken.user_id == user_id, RefreshToken.expires_at < before
+            )
+        )
 
     async def revoke_family(self, family_id: str, now: datetime) -> None:
         await self.session.execute(_revoke(family_id, now))

@@ -5,7 +5,13 @@ from datetime import UTC, datetime
 import structlog
 
 from ...config import Settings
-from ...core.security import InvalidTokenError, PasswordHasher, create_token, decode_token
+from ...core.security import (
+    LEEWAY,
+    InvalidTokenError,
+    PasswordHasher,
+    create_token,
+    decode_token,
+)
 from ..users.models import User
 from ..users.schemas import UserCreate
 from ..users.service import UserService
@@ -76,6 +82,9 @@ class AuthService:
         subject = str(user_id)
         access_token, _ = create_token(self.settings, subject, "access")
         refresh_token, claims = create_token(self.settings, subject, "refresh")
+        # An expired token is refused before its row is read, so the row serves nothing.
+        # Dropping the user's at each login and refresh keeps the table to live tokens.
+        await self.tokens.delete_expired(user_id, datetime.now(UTC) - LEEWAY)
         await self.tokens.add(
             RefreshToken(
                 jti=claims.token_id,
