@@ -425,10 +425,9 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> float:
     ratios = {}
     for baseline in (BARE, BARE_OTEL_OFF):
         print(
-            f"service/{baseline}: ratio of the medians {rates[SERVICE] / rates[baseline]:.2f}, ",
-            end="",
+            f"service/{baseline}: ratio of the medians {rates[SERVICE] / rates[baseline]:.2f}, "
+            f"CPU per request {cpu[baseline] / cpu[SERVICE]:.2f}"
         )
-        print(f"CPU per request {cpu[baseline] / cpu[SERVICE]:.2f}")
         # The paired ratio: a round's loads ran minutes closer together than the medians'.
         ratios[baseline] = statistics.median(
             ratio_of(service, bare)
