@@ -148,7 +148,10 @@ def make_revision(service: Service, message: str) -> Path:
     text = written.read_text()
     prefix = f"{service.package}.core.database."
     if prefix in text:  # the type rendered with a module path and no import
-        written.write_text(text.replace(f"{prefix}UTCDateTime()", "sa.DateTime(timezone=True)"))
+        fixed = re.sub(
+            re.escape(prefix) + r"UTCDateTime\([^)]*\)", "sa.DateTime(timezone=True)", text
+        )
+        written.write_text(fixed)
         service.run("uv", "run", "--no-sync", "ruff", "check", "--fix", "--quiet", str(written))
         service.run("uv", "run", "--no-sync", "ruff", "format", "--quiet", str(written))
     return written
