@@ -39,12 +39,14 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 async def main(statements):
     engine = create_async_engine(os.environ["DATABASE_URL"])
+    results = []
     async with engine.begin() as connection:
-        results = [(await connection.execute(text(s))).all() if s.lstrip().upper()
-                   .startswith("SELECT") else None for s in statements]
+        for statement in statements:
+            result = await connection.execute(text(statement))
+            rows = result.all() if result.returns_rows else None
+            results.append([list(map(str, row)) for row in rows] if rows is not None else None)
     await engine.dispose()
-    print(json.dumps([[list(map(str, row)) for row in r] if r is not None else None
-                      for r in results]))
+    print(json.dumps(results))
 
 asyncio.run(main(sys.argv[1:]))
 """
@@ -95,6 +97,7 @@ class Service:
         return self.run("uv", "run", "--no-sync", "python", "-c", code, *args)
 
     def sql(self, *statements: str) -> list[Any]:
+        """Each statement's rows (None for statements without rows), in one transaction."""
         import json
 
         return json.loads(self.python(DATABASE_SQL, *statements).splitlines()[-1])

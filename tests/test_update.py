@@ -157,10 +157,10 @@ def test_update_keeps_a_real_teams_service_working(
 
         migrate(service)
         service.run("uv", "run", "--no-sync", "alembic", "check")
-        orders = service.sql("SELECT reference FROM orders")
-        assert orders == [["OLD-1"]]
+        assert service.sql("SELECT reference FROM orders") == [[["OLD-1"]]]
         if service.answers["example_feature"]:
-            assert service.sql("SELECT name, priority FROM items") == [["old widget", "2"]]
+            items = service.sql("SELECT name, priority FROM items")
+            assert items == [[["old widget", "2"]]]
             status, body = service.get("/api/v1/items")
             if service.answers["auth"] == "none":
                 assert status == 200, body  # no credentials before, none needed now
