@@ -51,7 +51,7 @@ async def main(statements):
 asyncio.run(main(sys.argv[1:]))
 """
 CALL_API = """
-import asyncio, sys
+import asyncio, json, sys
 from httpx import ASGITransport, AsyncClient
 from {package}.config import Settings
 from {package}.main import create_app
@@ -62,8 +62,7 @@ async def main(path):
         transport = ASGITransport(app=app)
         async with AsyncClient(transport=transport, base_url="http://testserver") as client:
             response = await client.get(path)
-    print(response.status_code)
-    print(response.text)
+    print(json.dumps([response.status_code, response.text]))  # last line; logs come before
 
 asyncio.run(main(sys.argv[1]))
 """
@@ -103,8 +102,11 @@ class Service:
         return json.loads(self.python(DATABASE_SQL, *statements).splitlines()[-1])
 
     def get(self, path: str) -> tuple[int, str]:
-        status, _, body = self.python(CALL_API.format(package=self.package), path).partition("\n")
-        return int(status.splitlines()[-1]), body
+        import json
+
+        output = self.python(CALL_API.format(package=self.package), path)
+        status, body = json.loads(output.splitlines()[-1])
+        return status, body
 
 
 def open_service(path: Path, tmp_path: Path) -> Service:
