@@ -1,8 +1,9 @@
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import answer_sets, render, rendered_answers
+from support import NEXT, RELEASES, REPO_ROOT, answer_sets, git, render, rendered_answers
 
 
 @pytest.fixture(scope="session")
@@ -16,3 +17,16 @@ def rendered_sets(
         project = render(root / answer_set.id, answer_set.answers)
         result[answer_set.id] = (project, rendered_answers(project))
     return result
+
+
+@pytest.fixture(scope="session")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clone of this repository's HEAD with the release tags re-created from releases.yml
+    (tags do not always travel with the repository) and HEAD tagged as the next release.
+    Only committed work is in it."""
+    clone = tmp_path_factory.mktemp("template") / "repo"
+    subprocess.run(["git", "clone", "--quiet", str(REPO_ROOT), str(clone)], check=True)
+    for release in RELEASES["releases"]:
+        git(clone, "tag", release["version"], release["commit"])
+    git(clone, "tag", NEXT, "HEAD")
+    return clone

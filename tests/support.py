@@ -15,6 +15,9 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MATRIX_FILE = REPO_ROOT / "tests" / "matrix.yml"
+RELEASES = yaml.safe_load((REPO_ROOT / "releases.yml").read_text())
+# The version HEAD will be released as; tests tag HEAD with it in their clone.
+NEXT = RELEASES["next"]
 COPIER_FILE = REPO_ROOT / "copier.yml"
 
 
@@ -131,6 +134,21 @@ def check(
         tail = "\n".join(output.splitlines()[-60:])
         raise AssertionError(f"`{' '.join(cmd)}` failed in {cwd} ({result.returncode}):\n{tail}")
     return output
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+def commit_all(project: Path, message: str) -> None:
+    git(project, "add", "--all")
+    git(project, "commit", "--quiet", "--no-verify", "--message", message)
 
 
 def text_files(project: Path) -> list[Path]:

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from support import check, clean_env, find_python, rendered_answers
+import copier
+import yaml
+from support import NEXT, check, clean_env, commit_all, find_python, git, render, rendered_answers
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 ADMIN_SQL = """
@@ -496,3 +498,45 @@ def lost_edits(service: Service) -> list[str]:
         content = file.read_text() if file.exists() else ""
         lost.extend(f"{path}: {text!r}" for text in texts if text not in content)
     return lost
+
+
+def generate(template: Path, destination: Path, answers: dict[str, Any], version: str) -> Path:
+    """A service at `version`, committed with its lock, as a team starts."""
+    known = set(yaml.safe_load(git(template, "show", f"{version}:copier.yml")))
+    project = render(
+        destination,
+        {key: value for key, value in answers.items() if key in known},
+        src=template,
+        vcs_ref=version,
+    )
+    git(project, "init", "--quiet", "--initial-branch=main")
+    commit_all(project, "Generate")
+    return project
+
+
+def update_the_documented_way(service: Service, data: dict[str, Any]) -> str:
+    """`make update`; a service from before it existed runs copier update once, as the
+    template's docs/updating.md says, and `make update` finishes what that started."""
+    args = ["--vcs-ref", NEXT] + [f"-d{key}={value}" for key, value in data.items()]
+    if not (service.path / "scripts" / "update_template.py").exists():
+        copier.run_update(
+            str(service.path),
+            vcs_ref=NEXT,
+            data=data,
+            defaults=True,
+            overwrite=True,
+            unsafe=False,
+            quiet=True,
+            conflict="inline",
+        )
+        args = []
+    return check(["make", "update", f"ARGS={' '.join(args)}"], service.path, service.env)
+
+
+def run_the_checks(service: Service) -> str:
+    python = find_python(service.answers["python_version"])
+    service.run("uv", "sync", "--locked", "--python", python)
+    service.run("uv", "run", "--no-sync", "ruff", "check", ".")
+    service.run("uv", "run", "--no-sync", "ruff", "format", "--check", ".")
+    service.run("uv", "run", "--no-sync", "mypy")
+    return service.run("uv", "run", "--no-sync", "pytest", "-q", "-p", "no:cacheprovider")

@@ -9,26 +9,33 @@ lost edit, `uv sync --locked`, lint, type check and tests pass, the old database
 Only committed work is tested: commit before running these.
 """
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import copier
 import pytest
-import yaml
-from support import REPO_ROOT, check, find_python, questions, render, rendered_answers
+from support import (
+    NEXT,
+    RELEASES,
+    check,
+    commit_all,
+    git,
+    questions,
+    render,
+    rendered_answers,
+)
 from team_work import (
-    Service,
     conflict_counts,
     do_team_work,
     drop_database,
+    generate,
     lost_edits,
     migrate,
     open_service,
+    run_the_checks,
+    update_the_documented_way,
 )
 
-RELEASES = yaml.safe_load((REPO_ROOT / "releases.yml").read_text())
-NEXT = RELEASES["next"]
 OLD_VERSIONS = [release["version"] for release in RELEASES["releases"]]
 # Answers a service is generated with; questions a version lacks take its defaults.
 SCENARIOS: dict[str, dict[str, Any]] = {
@@ -51,73 +58,6 @@ BEHAVIOUR_BEFORE: dict[str, Any] = {
     "metrics": False,
     "tracing": False,
 }
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    clone = tmp_path_factory.mktemp("template") / "repo"
-    subprocess.run(["git", "clone", "--quiet", str(REPO_ROOT), str(clone)], check=True)
-    for release in RELEASES["releases"]:
-        git(clone, "tag", release["version"], release["commit"])
-    git(clone, "tag", NEXT, "HEAD")
-    return clone
-
-
-def commit_all(project: Path, message: str) -> None:
-    git(project, "add", "--all")
-    git(project, "commit", "--quiet", "--no-verify", "--message", message)
-
-
-def generate(template: Path, destination: Path, answers: dict[str, Any], version: str) -> Path:
-    """A service at `version`, committed with its lock, as a team starts."""
-    known = set(yaml.safe_load(git(template, "show", f"{version}:copier.yml")))
-    project = render(
-        destination,
-        {key: value for key, value in answers.items() if key in known},
-        src=template,
-        vcs_ref=version,
-    )
-    git(project, "init", "--quiet", "--initial-branch=main")
-    commit_all(project, "Generate")
-    return project
-
-
-def update_the_documented_way(service: Service, data: dict[str, Any]) -> str:
-    """`make update`; a service from before it existed runs copier update once, as the
-    template's docs/updating.md says, and `make update` finishes what that started."""
-    args = ["--vcs-ref", NEXT] + [f"-d{key}={value}" for key, value in data.items()]
-    if not (service.path / "scripts" / "update_template.py").exists():
-        copier.run_update(
-            str(service.path),
-            vcs_ref=NEXT,
-            data=data,
-            defaults=True,
-            overwrite=True,
-            unsafe=False,
-            quiet=True,
-            conflict="inline",
-        )
-        args = []
-    return check(["make", "update", f"ARGS={' '.join(args)}"], service.path, service.env)
-
-
-def run_the_checks(service: Service) -> str:
-    python = find_python(service.answers["python_version"])
-    service.run("uv", "sync", "--locked", "--python", python)
-    service.run("uv", "run", "--no-sync", "ruff", "check", ".")
-    service.run("uv", "run", "--no-sync", "ruff", "format", "--check", ".")
-    service.run("uv", "run", "--no-sync", "mypy")
-    return service.run("uv", "run", "--no-sync", "pytest", "-q", "-p", "no:cacheprovider")
 
 
 @pytest.mark.slow
