@@ -38,7 +38,7 @@ def _migrations_match_models(project: Path, database: str, tmp_path: Path) -> No
         url = f"sqlite+aiosqlite:///{tmp_path / 'check.db'}"
     env = clean_env(DATABASE_URL=url)
     try:
-        check(["uv", "run", "--no-sync", "alembic", "upgrade", "head"], project, env)
+        check(["uv", "run", "--no-sync", "alembic", "upgrade", "heads"], project, env)
         check(["uv", "run", "--no-sync", "alembic", "check"], project, env)
     finally:
         if database == "postgresql":

@@ -38,9 +38,13 @@ NOT_A_TEMPLATE = (
 )
 
 
-def git(*args: str, check: bool = True) -> str:
+def run(*command: str) -> subprocess.CompletedProcess[str]:
     # git and uv from PATH, with arguments of this script's own making.
-    result = subprocess.run(["git", *args], capture_output=True, text=True, check=False)  # noqa: S603, S607
+    return subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+
+
+def git(*args: str, check: bool = True) -> str:
+    result = run("git", *args)
     if check and result.returncode != 0:
         raise SystemExit(f"git {' '.join(args)} failed: {result.stderr.strip()}")
     return result.stdout
@@ -282,7 +286,7 @@ def finish(root: Path) -> int:
                 if git("ls-files", "--unmerged", "pyproject.toml").strip():
                     git("add", "pyproject.toml")  # resolved: drop the unmerged index entries
 
-    lock = subprocess.run(["uv", "lock"], capture_output=True, text=True, check=False)  # noqa: S607
+    lock = run("uv", "lock")
     if lock.returncode != 0:
         tail = "\n    ".join(lock.stderr.strip().splitlines()[-5:])
         problems.append(
