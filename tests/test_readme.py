@@ -1,0 +1,39 @@
+"""The README's generate command, run exactly as written, makes a service that can update."""
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from support import NEXT, REPO_ROOT, check, clean_env, commit_all, git, rendered_answers
+
+
+def readme_generate_command() -> str:
+    blocks = re.findall(r"```bash\n(.*?)```", (REPO_ROOT / "README.md").read_text(), re.DOTALL)
+    (command,) = [line for block in blocks for line in block.splitlines() if "copier copy" in line]
+    return command
+
+
+@pytest.mark.slow
+def test_the_readme_generate_command_records_a_source_that_updates(template: Path) -> None:
+    command = readme_generate_command()
+    subprocess.run(["bash", "-c", command], cwd=template, env=clean_env(), check=True)
+    service = template.parent / "my-service"
+    assert Path(rendered_answers(service)["_src_path"]).resolve() == template.resolve()
+    git(service, "init", "--quiet", "--initial-branch=main")
+    commit_all(service, "Generate")
+
+    # From the service: copier finds the template and its newest release.
+    status = check(["uvx", "--from", "copier>=9.4", "copier", "check-update"], service)
+    assert "up to date" in status.lower() or NEXT in status
+    git(template, "tag", "99.0.0", "HEAD")  # a later release of the same template
+    try:
+        check(["make", "update"], service)
+    finally:
+        git(template, "tag", "-d", "99.0.0")
+    assert rendered_answers(service)["_commit"] == "99.0.0"
+
+
+def test_the_readme_never_records_a_relative_source() -> None:
+    command = readme_generate_command()
+    assert re.search(r"copier copy (--\S+ )*(\"\$PWD\"|\S+://|gh:)", command), command
