@@ -15,8 +15,15 @@ def readme_generate_command() -> str:
 
 
 @pytest.mark.slow
-def test_the_readme_generate_command_records_a_source_that_updates(template: Path) -> None:
+def test_the_readme_generate_command_records_a_source_that_updates(
+    template: Path, tmp_path: Path
+) -> None:
     command = readme_generate_command()
+    checkout = tmp_path / "copier-fastapi-service"  # a checkout of its own, to release from
+    git(tmp_path, "clone", "--quiet", str(template), str(checkout))
+    for tag in git(template, "tag").split():
+        git(checkout, "tag", "--force", tag, git(template, "rev-list", "-n1", tag).strip())
+    template = checkout
     subprocess.run(["bash", "-c", command], cwd=template, env=clean_env(), check=True)
     service = template.parent / "my-service"
     assert Path(rendered_answers(service)["_src_path"]).resolve() == template.resolve()
@@ -26,11 +33,13 @@ def test_the_readme_generate_command_records_a_source_that_updates(template: Pat
     # From the service: copier finds the template and its newest release.
     status = check(["uvx", "--from", "copier>=9.4", "copier", "check-update"], service)
     assert "up-to-date" in status
-    git(template, "tag", "99.0.0", "HEAD")  # a later release of the same template
-    try:
-        check(["make", "update"], service)
-    finally:
-        git(template, "tag", "-d", "99.0.0")
+    # A later release of the same template.
+    changelog = template / "CHANGELOG.md"
+    changelog.write_text(changelog.read_text() + "\n## 99.0.0\n\nA later release.\n")
+    commit_all(template, "Release 99.0.0")
+    git(template, "tag", "99.0.0")
+    output = check(["make", "update"], service)
+    assert "to 99.0.0" in output
     assert rendered_answers(service)["_commit"] == "99.0.0"
 
 
