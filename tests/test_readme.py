@@ -5,7 +5,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support import REPO_ROOT, check, clean_env, commit_all, git, rendered_answers
+from support import REPO_ROOT, check, clean_env, commit_all, find_python, git, rendered_answers
 
 
 def readme_generate_command() -> str:
@@ -27,6 +27,11 @@ def test_the_readme_generate_command_records_a_source_that_updates(
     subprocess.run(["bash", "-c", command], cwd=template, env=clean_env(), check=True)
     service = template.parent / "my-service"
     assert Path(rendered_answers(service)["_src_path"]).resolve() == template.resolve()
+    # `make install`, with this machine's interpreter for the service's Python.
+    check(
+        ["uv", "sync", "--python", find_python(rendered_answers(service)["python_version"])],
+        service,
+    )
     git(service, "init", "--quiet", "--initial-branch=main")
     commit_all(service, "Generate")
 
