@@ -1,12 +1,14 @@
 """Rendering: every answer set renders cleanly, with exactly the files its options call for."""
 
 import re
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import answer_sets, text_files
+import yaml
+from support import REPO_ROOT, answer_sets, text_files
 
 Answers = dict[str, Any]
 
@@ -151,3 +153,46 @@ def test_answers_file_records_every_asked_question_and_no_secret(
     assert {"project_name", "project_slug", "package_name", "database", "ci"} <= answers.keys()
     assert not {"python_keywords", "reserved_module_names"} & answers.keys()
     assert not [key for key in answers if "secret" in key or "password" in key]
+
+
+@pytest.mark.parametrize("set_id", IDS)
+def test_dependency_lists_let_uv_add_append_below_yours(
+    rendered_sets: dict[str, tuple[Path, Answers]], set_id: str
+) -> None:
+    """`uv add` inserts in order into a sorted list and appends to any other: the template's
+    entries stay unsorted, so a team's land at the end, below `# Yours:`, where updates
+    never write."""
+    project, _ = rendered_sets[set_id]
+    text = (project / "pyproject.toml").read_text()
+    for opening in ("dependencies = [\n", "dev = [\n"):
+        body = text.split(opening, 1)[1].split("\n]", 1)[0].splitlines()
+        names = [line.strip().strip('",').lower() for line in body if line.strip().startswith('"')]
+        assert names != sorted(names), opening
+        assert body[-1].strip() == "# Yours:", opening
+
+
+def test_released_migrations_are_what_their_release_shipped() -> None:
+    releases = yaml.safe_load((REPO_ROOT / "releases.yml").read_text())["releases"]
+    versions = "template/{% if database != 'none' %}migrations{% endif %}/versions"
+    for release in releases:
+        shipped = subprocess.run(
+            ["git", "ls-tree", "-z", "--name-only", release["commit"], f"{versions}/"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split("\0")[:-1]
+        assert shipped, release
+        for path in shipped:
+            then = subprocess.run(
+                ["git", "show", f"{release['commit']}:{path}"],
+                cwd=REPO_ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            assert (REPO_ROOT / path).read_text() == then, (
+                f"{path} changed since {release['version']}"
+            )
+    settings = yaml.safe_load((REPO_ROOT / "copier.yml").read_text())
+    assert "migrations/versions/*.py" in settings["_skip_if_exists"]
