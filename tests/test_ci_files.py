@@ -45,6 +45,9 @@ def test_ci_files_match_their_schemas_and_services(rendered_sets: Rendered, set_
         assert ci["template-update"]["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "schedule"'}]
     else:
         return
+    # The committed lock is what CI installs and the image is built from.
+    assert "uv sync --locked" in str(ci)
+    assert "uv lock" not in str(ci)
     assert ("postgres" in services) == (answers["database"] == "postgresql")
     assert ("redis" in services) == answers["redis"]
 
