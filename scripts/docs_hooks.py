@@ -183,9 +183,7 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     if page.file.src_uri == "decisions/index.md":
         if DECISIONS_MARKER not in markdown:
             raise PluginError(f"{source} needs the line {DECISIONS_MARKER}")
-        listing = "\n".join(
-            f"- [{title}]({Path(path).name})" for path, title in site.decisions()
-        )
+        listing = "\n".join(f"- [{title}]({Path(path).name})" for path, title in site.decisions())
         markdown = markdown.replace(DECISIONS_MARKER, listing)
     return markdown
 
