@@ -295,7 +295,7 @@ def png_size(data: bytes) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-# About 17 s on a 2-core machine: each page waits for the network to go quiet.
+# 17 to 30 s on a shared 2-core machine: each page waits for the network to go quiet.
 @pytest.mark.slow
 def test_every_page_renders_and_its_links_resolve(site: Path, served: str, tmp_path: Path) -> None:
     executable = chromium()
