@@ -51,3 +51,31 @@ def test_derived_names_follow_the_project_name(tmp_path: Path) -> None:
     assert answers["project_slug"] == "billing-invoices-api"
     assert answers["package_name"] == "billing_invoices_api"
     assert (project / "src" / "billing_invoices_api" / "main.py").exists()
+
+
+# What a new service gets for the questions added after 0.1.0; an updated one keeps its
+# behaviour instead (tests/test_update.py).
+NEW_SERVICE_DEFAULTS = {"auth": "jwt", "rate_limit": True, "metrics": True, "redis": False}
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        {},
+        # Every answer the "existing service" check reads, given at copy time.
+        {
+            "description": "x",
+            "author_email": "a@b.co",
+            "database": "sqlite",
+            "ci": "none",
+            "docker": False,
+        },
+    ],
+    ids=["nothing-given", "all-later-answers-given"],
+)
+def test_a_new_service_gets_the_new_defaults(tmp_path: Path, given: dict[str, object]) -> None:
+    answers = yaml.safe_load(
+        (render(tmp_path / "project", given) / ".copier-answers.yml").read_text()
+    )
+    assert {key: answers[key] for key in NEW_SERVICE_DEFAULTS} == NEW_SERVICE_DEFAULTS
+    assert "existing_service" not in answers
