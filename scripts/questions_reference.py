@@ -103,8 +103,9 @@ COPIER_TYPES = {
     "yaml": "YAML",
 }
 
-# The value of `_commit` when copier updates a service (any defined value will do).
-UPDATED_COMMIT = "0.1.0"
+# The computed value in copier.yml that is true when copier reads an existing service's
+# answers (update, recopy); its own expression needs copier's context, so it is set here.
+EXISTING = "existing_service"
 
 TAG = re.compile(r"({%.*?%}|{{.*?}})", re.S)
 
@@ -146,10 +147,13 @@ def default_answers(
     env: SandboxedEnvironment, config: dict[str, Any], updated: bool
 ) -> dict[str, Any]:
     """Every question's default, evaluated in file order as copier does; `updated` says
-    whether copier reads an existing answers file (then `_commit` is defined)."""
-    context: dict[str, Any] = {"_commit": UPDATED_COMMIT} if updated else {}
+    whether copier reads an existing service's answers (then `existing_service` is true)."""
+    context: dict[str, Any] = {}
     for name, spec in config.items():
         if name.startswith("_") or not isinstance(spec, dict):
+            continue
+        if name == EXISTING:
+            context[name] = updated
             continue
         default = spec.get("default")
         if is_template(default):
@@ -201,14 +205,14 @@ def describe_default(
     if not is_template(default):
         return show(new[name]), show(new[name])
     used = variables(env, default)
-    parts = [f"`{var}`" for var in sorted(used - {"_commit"})]
-    if "_commit" in used:
+    parts = [f"`{var}`" for var in sorted(used - {EXISTING})]
+    if EXISTING in used:
         parts.append("whether the service is new")
     source = "Computed from " + (
         f"{', '.join(parts[:-1])} and {parts[-1]}" if len(parts) > 1 else "".join(parts)
     )
     expression = f"`{default.strip()}`"
-    if "_commit" in used:
+    if EXISTING in used:
         summary = f"new: {show(new[name])}; updated: {show(updated[name])}"
         sentence = (
             f"{source}: {expression}. With the other defaults: {show(new[name])} for a new "
@@ -234,8 +238,8 @@ def render(config: dict[str, Any], adds: dict[str, str] = ADDS) -> str:
     env = jinja_env()
     new = default_answers(env, config, updated=False)
     updated = default_answers(env, config, updated=True)
-    uses_commit = any(
-        is_template(spec.get("default")) and "_commit" in variables(env, spec["default"])
+    uses_existing = any(
+        is_template(spec.get("default")) and EXISTING in variables(env, spec["default"])
         for spec in asked.values()
     )
 
@@ -254,14 +258,14 @@ def render(config: dict[str, Any], adds: dict[str, str] = ADDS) -> str:
         "Jinja expression copier evaluates and the value it gives with the other defaults.",
         "",
     ]
-    if uses_commit:
+    if uses_existing:
         lines += [
-            "A default that uses `_commit is not defined` depends on whether the service is "
-            "new. Copier defines `_commit` only when it reads an existing answers file, as "
-            "`copier update` does. So such a default means: for a new service, the first "
-            "value; for a service updated from an earlier release, which lacks the answer "
-            "only because that release did not ask it, the behaviour the service already "
-            "had. An update never turns on something the service did not have.",
+            "A default that uses `existing_service` depends on whether the service is new. "
+            "`existing_service` is true when copier reads an existing service's answers "
+            "file, as `copier update` does. So such a default means: for a new service, the "
+            "first value; for a service updated from an earlier release, which lacks the "
+            "answer only because that release did not ask it, the behaviour the service "
+            "already had. An update never turns on something the service did not have.",
             "",
         ]
     lines += ["| question | type | default |", "|---|---|---|"]

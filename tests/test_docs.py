@@ -116,10 +116,11 @@ SAMPLE = {
         "choices": {"A real database": "db", "Nothing": "none"},
         "default": "db",
     },
+    "existing_service": {"type": "bool", "when": False, "default": "{{ 'x' in _copier_answers }}"},
     "audit": {
         "type": "bool",
         "help": "Audit{{ ' in the database' if store != 'none' else '' }}",
-        "default": "{{ store != 'none' and _commit is not defined }}",
+        "default": "{{ store != 'none' and not existing_service }}",
         "when": "{{ store != 'none' }}",
     },
 }
@@ -134,11 +135,11 @@ def test_the_reference_shows_what_copier_yml_says() -> None:
     # A computed default: the expression, where it comes from, and its value.
     assert "Computed from `name`: `{{ name | lower" in page
     assert "With the other defaults: `billing-api`." in page
-    # A default that depends on `_commit`: new and updated services differ, and the page
-    # explains `_commit` once.
+    # A default that depends on `existing_service`: new and updated services differ, and the
+    # page explains it once.
     assert "`true` for a new service, `false` for a service updated" in page
     assert "| [`audit`](#audit) | yes or no | new: `true`; updated: `false` |" in page
-    assert page.count("Copier defines `_commit` only when") == 1
+    assert page.count("`existing_service` is true when copier reads") == 1
     assert "    - `db`: A real database" in page
     assert "- **Asked:** only when `store != 'none'`" in page
     assert "Audit in the database." in page
@@ -147,7 +148,7 @@ def test_the_reference_shows_what_copier_yml_says() -> None:
     assert "- **Adds:** adds store" in page
 
     plain = {name: spec for name, spec in SAMPLE.items() if name != "audit"}
-    assert "_commit" not in reference.render(plain, SAMPLE_ADDS)
+    assert "existing_service" not in reference.render(plain, SAMPLE_ADDS)
 
 
 # --- the hooks ------------------------------------------------------------------------------
