@@ -136,6 +136,32 @@ def check(
     return output
 
 
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+ADMIN_SQL = """
+import asyncio, os, sys
+import asyncpg
+
+async def main(statement):
+    connection = await asyncpg.connect(os.environ["ADMIN_DSN"])
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def admin_sql(project: Path, statement: str) -> None:
+    """A statement on the machine's PostgreSQL (CREATE/DROP DATABASE), run with asyncpg from
+    a generated project's venv."""
+    check(
+        ["uv", "run", "--no-sync", "python", "-c", ADMIN_SQL, statement],
+        project,
+        clean_env(ADMIN_DSN=ADMIN_DSN),
+    )
+
+
 def git(cwd: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *args],

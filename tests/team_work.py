@@ -17,22 +17,18 @@ from typing import Any
 
 import copier
 import yaml
-from support import NEXT, check, clean_env, commit_all, find_python, git, render, rendered_answers
+from support import (
+    NEXT,
+    admin_sql,
+    check,
+    clean_env,
+    commit_all,
+    find_python,
+    git,
+    render,
+    rendered_answers,
+)
 
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
-ADMIN_SQL = """
-import asyncio, os, sys
-import asyncpg
-
-async def main(statement):
-    connection = await asyncpg.connect(os.environ["ADMIN_DSN"])
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-asyncio.run(main(sys.argv[1]))
-"""
 # Runs in the service's venv: rows in, or the rows' count and an API answer out.
 DATABASE_SQL = """
 import asyncio, json, os, sys
@@ -125,14 +121,6 @@ def open_service(path: Path, tmp_path: Path) -> Service:
     elif answers["database"] == "sqlite":
         service.database_url = f"sqlite+aiosqlite:///{tmp_path / 'service.db'}"
     return service
-
-
-def admin_sql(cwd: Path, statement: str) -> None:
-    check(
-        ["uv", "run", "--no-sync", "python", "-c", ADMIN_SQL, statement],
-        cwd,
-        clean_env(ADMIN_DSN=ADMIN_DSN),
-    )
 
 
 def drop_database(service: Service) -> None:

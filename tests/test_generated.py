@@ -6,33 +6,16 @@ import uuid
 from pathlib import Path
 
 import pytest
-from support import answer_sets, check, clean_env, find_python, render, rendered_answers
+from support import admin_sql, answer_sets, check, clean_env, find_python, render, rendered_answers
 
 SETS = answer_sets()
 
-CREATE_OR_DROP_DATABASE = """
-import asyncio, os, sys
-import asyncpg
-
-async def main(statement):
-    connection = await asyncpg.connect(os.environ["ADMIN_DSN"])
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-asyncio.run(main(sys.argv[1]))
-"""
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
 
 def _migrations_match_models(project: Path, database: str, tmp_path: Path) -> None:
-    """`alembic upgrade head` then `alembic check` (no model change without a migration)."""
-    run_python = ["uv", "run", "--no-sync", "python", "-c", CREATE_OR_DROP_DATABASE]
+    """`alembic upgrade heads` then `alembic check` (no model change without a migration)."""
     if database == "postgresql":
         name = f"tmpl_check_{uuid.uuid4().hex[:12]}"
-        admin = clean_env(ADMIN_DSN=ADMIN_DSN)
-        check([*run_python, f'CREATE DATABASE "{name}"'], project, admin)
+        admin_sql(project, f'CREATE DATABASE "{name}"')
         url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
     else:
         url = f"sqlite+aiosqlite:///{tmp_path / 'check.db'}"
@@ -42,7 +25,7 @@ def _migrations_match_models(project: Path, database: str, tmp_path: Path) -> No
         check(["uv", "run", "--no-sync", "alembic", "check"], project, env)
     finally:
         if database == "postgresql":
-            check([*run_python, f'DROP DATABASE IF EXISTS "{name}"'], project, admin)
+            admin_sql(project, f'DROP DATABASE IF EXISTS "{name}"')
 
 
 @pytest.mark.slow
