@@ -421,7 +421,8 @@ def test_the_readme_makes_the_secret_with_every_key_and_deploys_in_order(
     (namespace,) = re.findall(r"^ns=(\S+)$", readme, re.MULTILINE)
     built = builds(set_id)
     for env in ENVIRONMENTS:
-        objects = [o for path in applied for o in built[path.replace("$env", env).removeprefix("deploy/")]]
+        folders = [path.replace("$env", env).removeprefix("deploy/") for path in applied]
+        objects = [o for folder in folders for o in built[folder]]
         assert {o["metadata"]["namespace"] for o in objects} == {namespace.replace("$env", env)}
         names = {(o["kind"].lower(), o["metadata"]["name"]) for o in objects}
         for kind, name in re.findall(r"\b(job|deployment)/([a-z0-9-]+)", readme):
