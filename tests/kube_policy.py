@@ -332,7 +332,7 @@ def _pod_violations(
     if obj["kind"] != "Job":
         if not _matches(obj["spec"].get("selector", {}).get("matchLabels"), pod_labels):
             problems.append(f"{where}: selector does not match the pod labels")
-        problems += _server_violations(where, pod, pod_labels, containers, env, facts)
+        problems += _server_violations(where, pod, pod_labels, volumes, env, facts)
     return problems
 
 
@@ -366,7 +366,7 @@ def _server_violations(
     where: str,
     pod: Obj,
     pod_labels: dict[str, str],
-    containers: list[Obj],
+    volumes: dict[str, Obj],
     env: dict[str, str],
     facts: ServiceFacts,
 ) -> list[str]:
@@ -375,7 +375,7 @@ def _server_violations(
     port = int(_effective(env, "PORT", facts.port))
     graceful = _effective(env, "GRACEFUL_TIMEOUT", facts.graceful_timeout)
     readiness_timeout = _effective(env, "READINESS_TIMEOUT", facts.readiness_timeout)
-    for container in containers:
+    for container in pod["containers"]:
         at = f"{where} container {container['name']}"
         ports = {p.get("name"): p["containerPort"] for p in container.get("ports", [])}
         if ports.get("http") != port:
@@ -398,6 +398,16 @@ def _server_violations(
                 problems.append(f"{at}: {probe_name} path {get['path']}, expected {path}")
             if get.get("port") not in ("http", port):
                 problems.append(f"{at}: {probe_name} port {get.get('port')} is not {port}")
+        home = {e["name"]: e.get("value") for e in container.get("env", [])}.get("HOME")
+        writable = [
+            m["mountPath"]
+            for m in container.get("volumeMounts", [])
+            if "emptyDir" in volumes.get(m["name"], {})
+        ]
+        if home not in writable:
+            problems.append(
+                f"{at}: HOME is not a writable volume (gunicorn writes its socket there)"
+            )
         readiness = container.get("readinessProbe", {})
         if readiness.get("timeoutSeconds", 1) <= readiness_timeout:
             problems.append(

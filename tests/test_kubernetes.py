@@ -230,6 +230,7 @@ BREAKS: dict[str, tuple[Callable[[list[Obj]], object], str]] = {
         "cpu request 3 is above its limit 2",
     ),
     "no-tmp": (lambda o: _app(o).pop("volumeMounts"), "/tmp is not a writable emptyDir"),
+    "no-home": (lambda o: _app(o).pop("env"), "HOME is not a writable volume"),
     "no-spread": (
         lambda o: _deployment(o)["spec"]["template"]["spec"].pop("topologySpreadConstraints"),
         "no topologySpreadConstraints",
