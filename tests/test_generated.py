@@ -27,7 +27,7 @@ ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def _migrations_match_models(project: Path, database: str, tmp_path: Path) -> None:
-    """`alembic upgrade head` then `alembic check` (no model change without a migration)."""
+    """`alembic upgrade heads` then `alembic check` (no model change without a migration)."""
     run_python = ["uv", "run", "--no-sync", "python", "-c", CREATE_OR_DROP_DATABASE]
     if database == "postgresql":
         name = f"tmpl_check_{uuid.uuid4().hex[:12]}"
@@ -38,7 +38,7 @@ def _migrations_match_models(project: Path, database: str, tmp_path: Path) -> No
         url = f"sqlite+aiosqlite:///{tmp_path / 'check.db'}"
     env = clean_env(DATABASE_URL=url)
     try:
-        check(["uv", "run", "--no-sync", "alembic", "upgrade", "head"], project, env)
+        check(["uv", "run", "--no-sync", "alembic", "upgrade", "heads"], project, env)
         check(["uv", "run", "--no-sync", "alembic", "check"], project, env)
     finally:
         if database == "postgresql":
