@@ -72,6 +72,23 @@ OPTION_FILES: dict[str, Callable[[Answers], bool]] = {
     "Dockerfile": lambda a: a["docker"],
     ".dockerignore": lambda a: a["docker"],
     "compose.yaml": lambda a: a["docker"],
+    "deploy/shared/kustomization.yaml": _chosen("kubernetes"),
+    "deploy/shared/settings.env": _chosen("kubernetes"),
+    "deploy/base/deployment.yaml": _chosen("kubernetes"),
+    "deploy/base/networkpolicy.yaml": _chosen("kubernetes"),
+    "deploy/base/hpa.yaml": lambda a: a["kubernetes"] and a["database"] != "sqlite",
+    "deploy/base/pdb.yaml": lambda a: a["kubernetes"] and a["database"] != "sqlite",
+    "deploy/base/pvc.yaml": lambda a: a["kubernetes"] and a["database"] == "sqlite",
+    "deploy/base/servicemonitor.yaml": lambda a: a["kubernetes"] and a["metrics"],
+    "deploy/migrate/job.yaml": lambda a: a["kubernetes"] and a["database"] == "postgresql",
+    "deploy/overlays/staging/kustomization.yaml": _chosen("kubernetes"),
+    "deploy/overlays/production/environment/kustomization.yaml": _chosen("kubernetes"),
+    "deploy/overlays/production/replicas.yaml": (
+        lambda a: a["kubernetes"] and a["database"] != "sqlite"
+    ),
+    "deploy/overlays/production/migrate/kustomization.yaml": (
+        lambda a: a["kubernetes"] and a["database"] == "postgresql"
+    ),
 }
 
 # Dependencies that appear in pyproject.toml exactly when their predicate holds.
