@@ -92,6 +92,12 @@ ADDS = {
         "A multi-stage `Dockerfile` (uv build, non-root, HEALTHCHECK), `.dockerignore`, and "
         "`compose.yaml` with the chosen database, Redis and collector and a migration job."
     ),
+    "kubernetes": (
+        "`deploy/`: kustomize manifests, a base with staging and production overlays (locked-"
+        "down Deployment with probes, Service, NetworkPolicy, autoscaler and disruption budget "
+        "or, with SQLite, one pod on a volume; a migration Job with PostgreSQL; a "
+        "ServiceMonitor with metrics), checked by the template's policy tests."
+    ),
 }
 
 COPIER_TYPES = {
