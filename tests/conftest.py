@@ -27,6 +27,6 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     clone = tmp_path_factory.mktemp("template") / "repo"
     subprocess.run(["git", "clone", "--quiet", str(REPO_ROOT), str(clone)], check=True)
     for release in RELEASES["releases"]:
-        git(clone, "tag", release["version"], release["commit"])
-    git(clone, "tag", NEXT, "HEAD")
+        git(clone, "tag", "--force", release["version"], release["commit"])
+    git(clone, "tag", "--force", NEXT, "HEAD")
     return clone
