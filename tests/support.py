@@ -52,7 +52,13 @@ def questions() -> dict[str, dict[str, Any]]:
 
 
 def render(dest: Path, answers: dict[str, Any], src: Path = REPO_ROOT, **kwargs: Any) -> Path:
-    """copier copy, non-interactive and without --trust, exactly as the README says."""
+    """copier copy, non-interactive and without --trust, exactly as the README says.
+
+    From this checkout it renders the working tree (HEAD with uncommitted changes): without a
+    ref, copier would take the newest release tag, and test a release instead of the change.
+    """
+    if src == REPO_ROOT:
+        kwargs.setdefault("vcs_ref", "HEAD")
     copier.run_copy(
         str(src),
         str(dest),
