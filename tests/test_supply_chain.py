@@ -180,12 +180,16 @@ def test_dockerfile_images_are_pinned_by_digest(rendered_sets: Rendered, set_id:
     assert dockerfile.count(f"FROM {python}") == 2
 
 
-def test_pins_are_full_commits_and_digests() -> None:
+def test_pins_are_full_commits_and_digests_listed_in_the_decision() -> None:
+    decision = REPO_ROOT / "docs" / "decisions" / "0019-supply-chain-and-dependency-updates.md"
+    listed = decision.read_text()
     for action in PINNED_ACTIONS:
         ref, _, comment = action.partition(" # ")
         assert COMMIT_PIN.match(ref) and re.fullmatch(r"v\d+\.\d+\.\d+", comment), action
+        assert ref.split("@")[1] in listed, f"{action} is not in decision 0019's table"
     for image in PINNED_IMAGES:
         assert DIGEST_PIN.match(image), image
+        assert image.split("@")[1] in listed, f"{image} is not in decision 0019's table"
 
 
 # --- Renovate and Dependabot --------------------------------------------------------------
