@@ -55,7 +55,13 @@ def test_derived_names_follow_the_project_name(tmp_path: Path) -> None:
 
 # What a new service gets for the questions added after 0.1.0; an updated one keeps its
 # behaviour instead (tests/test_update.py).
-NEW_SERVICE_DEFAULTS = {"auth": "jwt", "rate_limit": True, "metrics": True, "redis": False}
+NEW_SERVICE_DEFAULTS = {
+    "auth": "jwt",
+    "rate_limit": True,
+    "metrics": True,
+    "redis": False,
+    "devcontainer": True,
+}
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,7 @@ BEHAVIOUR_BEFORE: dict[str, Any] = {
     "metrics": False,
     "tracing": False,
     "kubernetes": False,
+    "devcontainer": False,
 }
 
 
