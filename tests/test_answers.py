@@ -4,9 +4,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import copier
 import pytest
 import yaml
-from support import COPIER_FILE, REPO_ROOT, invalid_sets, render
+from support import (
+    COPIER_FILE,
+    NEXT,
+    RELEASES,
+    REPO_ROOT,
+    commit_all,
+    git,
+    invalid_sets,
+    render,
+    rendered_answers,
+)
 
 INVALID = invalid_sets()
 
@@ -85,3 +96,20 @@ def test_a_new_service_gets_the_new_defaults(tmp_path: Path, given: dict[str, ob
     )
     assert {key: answers[key] for key in NEW_SERVICE_DEFAULTS} == NEW_SERVICE_DEFAULTS
     assert "existing_service" not in answers
+
+
+def test_an_updated_service_gets_the_guide_and_no_devcontainer(
+    template: Path, tmp_path: Path
+) -> None:
+    """The devcontainer question came after the last release: a service from it keeps
+    having none (decision 0011); the guide, which changes no behaviour, arrives."""
+    last = RELEASES["releases"][-1]["version"]
+    project = render(tmp_path / "service", {"database": "sqlite"}, src=template, vcs_ref=last)
+    git(project, "init", "--quiet", "--initial-branch=main")
+    commit_all(project, "Generate")
+    copier.run_update(
+        str(project), vcs_ref=NEXT, defaults=True, overwrite=True, unsafe=False, quiet=True
+    )
+    assert rendered_answers(project)["devcontainer"] is False
+    assert not (project / ".devcontainer").exists()
+    assert (project / "AGENTS.md").exists()
