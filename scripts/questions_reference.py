@@ -106,6 +106,12 @@ ADDS = {
         "or, with SQLite, one pod on a volume; a migration Job with PostgreSQL; a "
         "ServiceMonitor with metrics), checked by the template's policy tests."
     ),
+    "devcontainer": (
+        "`.devcontainer/devcontainer.json`: Python `python_version` with uv, `uv sync` on "
+        "creation, port 8000 forwarded. With PostgreSQL or Redis, `.devcontainer/compose.yaml` "
+        "runs them beside the workspace, with `DATABASE_URL`, `REDIS_URL` and the tests' URLs "
+        "pointed at them; otherwise one image. Checked against the devcontainer JSON schema."
+    ),
 }
 
 COPIER_TYPES = {

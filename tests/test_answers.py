@@ -72,6 +72,7 @@ NEW_SERVICE_DEFAULTS = {
     "metrics": True,
     "redis": False,
     "dependency_updates": "renovate",
+    "devcontainer": True,
 }
 
 
@@ -98,18 +99,22 @@ def test_a_new_service_gets_the_new_defaults(tmp_path: Path, given: dict[str, ob
     assert "existing_service" not in answers
 
 
-def test_an_updated_service_gets_no_dependency_update_config(
+def test_an_updated_service_gets_the_guide_and_no_new_options(
     template: Path, tmp_path: Path
 ) -> None:
-    """dependency_updates came after the last release: an update adds no Renovate or
-    Dependabot config to a service that had none (decision 0011)."""
-    old = RELEASES["releases"][-1]["version"]
-    project = render(tmp_path / "service", {"ci": "github"}, src=template, vcs_ref=old)
+    """devcontainer and dependency_updates came after the last release: a service from it
+    keeps having neither (decision 0011); the guide, which changes no behaviour, arrives."""
+    last = RELEASES["releases"][-1]["version"]
+    answers = {"database": "sqlite", "ci": "github"}
+    project = render(tmp_path / "service", answers, src=template, vcs_ref=last)
     git(project, "init", "--quiet", "--initial-branch=main")
     commit_all(project, "Generate")
     copier.run_update(
         str(project), vcs_ref=NEXT, defaults=True, overwrite=True, unsafe=False, quiet=True
     )
+    assert rendered_answers(project)["devcontainer"] is False
+    assert not (project / ".devcontainer").exists()
+    assert (project / "AGENTS.md").exists()
     assert rendered_answers(project)["dependency_updates"] == "none"
     assert not (project / "renovate.json").exists()
     assert not (project / ".github" / "dependabot.yml").exists()

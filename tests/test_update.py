@@ -59,6 +59,7 @@ BEHAVIOUR_BEFORE: dict[str, Any] = {
     "tracing": False,
     "kubernetes": False,
     "dependency_updates": "none",
+    "devcontainer": False,
 }
 
 
