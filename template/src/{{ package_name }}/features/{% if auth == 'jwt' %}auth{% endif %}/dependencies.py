@@ -3,7 +3,7 @@
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
 from ...core.database import SessionDep
 from ...core.security import BearerTokenDep, NotAuthenticatedError, PasswordHasherDep, SettingsDep
@@ -24,14 +24,9 @@ UserServiceDep = Annotated[UserService, Depends(get_user_service)]
 
 
 def get_auth_service(
-    request: Request,
-    session: SessionDep,
-    users: UserServiceDep,
-    hasher: PasswordHasherDep,
-    settings: SettingsDep,
+    session: SessionDep, users: UserServiceDep, hasher: PasswordHasherDep, settings: SettingsDep
 ) -> AuthService:
-    tokens = RefreshTokenRepository(session, request.app.state.session_factory)
-    return AuthService(users, tokens, hasher, settings)
+    return AuthService(users, RefreshTokenRepository(session), hasher, settings)
 
 
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
