@@ -3,10 +3,16 @@
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 
 from ...core.database import SessionDep
-from ...core.security import BearerTokenDep, NotAuthenticatedError, PasswordHasherDep, SettingsDep
+from ...core.security import (
+    BearerTokenDep,
+    NotAuthenticatedError,
+    PasswordHasherDep,
+    SettingsDep,
+    record_identity,
+)
 from ..users.exceptions import MissingRoleError
 from ..users.models import User
 from ..users.repository import UserRepository
@@ -32,10 +38,14 @@ def get_auth_service(
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 
 
-async def get_current_user(token: BearerTokenDep, service: AuthServiceDep) -> User:
+async def get_current_user(
+    request: Request, token: BearerTokenDep, service: AuthServiceDep
+) -> User:
     if not token:
         raise NotAuthenticatedError()
-    return await service.current_user(token)
+    user = await service.current_user(token)
+    record_identity(request, f"user:{user.id}")
+    return user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
