@@ -9,6 +9,7 @@ a streamed body is bounded by the server's timeouts, and a 504 could no longer b
 
 import asyncio
 import json
+from collections.abc import Awaitable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -23,14 +24,18 @@ class DeadlineMiddleware:
         self.seconds = seconds
         self.failures = FailureLog("request_timed_out")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # The inner app's call itself, not awaited in a coroutine of this layer: a probe
+        # (what the benchmark measures) pays one check here, no coroutine.
         if (
             not self.seconds
             or scope["type"] != "http"
             or scope["path"].startswith(EXEMPT_PATH_PREFIX)
         ):
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
+        return self._bounded(scope, receive, send)
+
+    async def _bounded(self, scope: Scope, receive: Receive, send: Send) -> None:
         deadline = asyncio.timeout(self.seconds)
         started = False
 
