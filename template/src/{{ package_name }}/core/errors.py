@@ -3,6 +3,7 @@
 {"error": {"code": str, "message": str, "details": object | null, "request_id": str | null}}
 """
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +22,9 @@ class AppError(Exception):
     status_code = 400
     code = "bad_request"
     message = "The request could not be processed."
+    # True for an error whose request's writes must stand although it fails (a detected
+    # refresh-token reuse revokes the family): the session dependency then commits.
+    keeps_writes: bool = False
 
     def __init__(
         self,
@@ -63,6 +67,55 @@ class ServiceUnavailableError(AppError):
     status_code = 503
     code = "service_unavailable"
     message = "The service is not available."
+
+
+class DependencyUnavailableError(ServiceUnavailableError):
+    """A dependency (the database, ...) cannot be reached: 503, and when to try again."""
+
+    code = "dependency_unavailable"
+    message = "A service this one depends on is unavailable; try again later."
+    retry_after = 5
+
+    def __init__(self, message: str | None = None, *, details: Any = None) -> None:
+        super().__init__(message, details=details, headers={"Retry-After": str(self.retry_after)})
+
+
+class DeadlineExceededError(AppError):
+    """The work took longer than its time bound (a statement, lock or request timeout)."""
+
+    status_code = 504
+    code = "timeout"
+    message = "The request took too long and was stopped."
+
+
+class FailureLog:
+    """Logs each kind of failure at most once per `interval` seconds, with a count.
+
+    During an outage every request fails the same way; one line per kind and interval, with
+    how many failures it stands for (this one and those not logged since the last line),
+    keeps the log readable and its volume bounded whatever the request rate.
+    """
+
+    MAX_KINDS = 100
+
+    def __init__(self, event: str, *, interval: float = 10.0) -> None:
+        self.event = event
+        self.interval = interval
+        self._kinds: dict[str, tuple[float, int]] = {}  # kind: (last logged, not logged since)
+
+    def record(self, kind: str, **fields: Any) -> bool:
+        """Count one failure of `kind`; True if it was logged."""
+        now = time.monotonic()
+        last = self._kinds.get(kind)
+        if last is not None and now - last[0] < self.interval:
+            self._kinds[kind] = (last[0], last[1] + 1)
+            return False
+        if last is None and len(self._kinds) >= self.MAX_KINDS:
+            self._kinds.clear()
+        self._kinds[kind] = (now, 0)
+        count = 1 + (last[1] if last else 0)
+        log.warning(self.event, kind=kind, count=count, **fields)
+        return True
 
 
 def request_id_of(scope_state: dict[str, Any]) -> str | None:

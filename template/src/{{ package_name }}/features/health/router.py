@@ -5,11 +5,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import structlog
 from fastapi import APIRouter, Request
 
-from ...core.errors import ServiceUnavailableError
+from ...core.errors import DependencyUnavailableError, ServiceUnavailableError
 
 ReadinessCheck = Callable[[], Awaitable[None]]
+
+log = structlog.get_logger(__name__)
 
 router = APIRouter(prefix="/health", tags=["health"])
 
@@ -19,24 +22,34 @@ async def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
-async def _run_check(check: ReadinessCheck, seconds: float) -> dict[str, Any]:
+async def _run_check(name: str, check: ReadinessCheck, seconds: float) -> dict[str, Any]:
+    """A check's status: "ok", "failed" or "timed out". What went wrong is logged, never
+    answered: the text may name the database's user, host or port."""
     start = time.perf_counter()
     try:
         await asyncio.wait_for(check(), seconds)
     except TimeoutError:
-        return {"status": "error", "error": f"timed out after {seconds}s"}
+        log.warning("readiness_check_failed", check=name, error=f"timed out after {seconds}s")
+        return {"status": "timed out"}
     except Exception as exc:
-        return {"status": "error", "error": f"{type(exc).__name__}: {exc}"[:300]}
+        log.warning("readiness_check_failed", check=name, error=f"{type(exc).__name__}: {exc}")
+        return {"status": "failed"}
     return {"status": "ok", "duration_ms": round((time.perf_counter() - start) * 1000, 2)}
 
 
 @router.get("/ready")
 async def ready(request: Request) -> dict[str, Any]:
-    """503 in the error envelope, with every check's result, when any check fails."""
+    """503 in the error envelope, with Retry-After and every check's status, when any fails."""
     checks: dict[str, ReadinessCheck] = request.app.state.readiness_checks
     timeout: float = request.app.state.settings.readiness_timeout
-    results = await asyncio.gather(*(_run_check(check, timeout) for check in checks.values()))
+    results = await asyncio.gather(
+        *(_run_check(name, check, timeout) for name, check in checks.items())
+    )
     report = dict(zip(checks, results, strict=True))
     if any(result["status"] != "ok" for result in report.values()):
-        raise ServiceUnavailableError("Not ready.", details={"checks": report})
+        raise ServiceUnavailableError(
+            "Not ready.",
+            details={"checks": report},
+            headers={"Retry-After": str(DependencyUnavailableError.retry_after)},
+        )
     return {"status": "ok", "checks": report}

@@ -3,10 +3,10 @@
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 
 from ...core.database import SessionDep
-from ...core.security import ApiKeyHeaderDep, SettingsDep
+from ...core.security import ApiKeyHeaderDep, SettingsDep, record_identity
 from .exceptions import MissingScopeError
 from .repository import ApiKeyRepository
 from .schemas import ADMIN_SCOPE, ApiKeyPrincipal
@@ -20,8 +20,13 @@ def get_api_key_service(session: SessionDep, settings: SettingsDep) -> ApiKeySer
 ApiKeyServiceDep = Annotated[ApiKeyService, Depends(get_api_key_service)]
 
 
-async def get_current_key(key: ApiKeyHeaderDep, service: ApiKeyServiceDep) -> ApiKeyPrincipal:
-    return await service.authenticate(key)
+async def get_current_key(
+    request: Request, key: ApiKeyHeaderDep, service: ApiKeyServiceDep
+) -> ApiKeyPrincipal:
+    principal = await service.authenticate(key)
+    # Verified: from now on the rate limiter counts this key's requests against the key.
+    record_identity(request, f"key:{principal.key_id or 'bootstrap'}")
+    return principal
 
 
 CurrentKey = Annotated[ApiKeyPrincipal, Depends(get_current_key)]

@@ -6,7 +6,13 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ...core.database import SessionDep
-from ...core.security import BearerTokenDep, NotAuthenticatedError, PasswordHasherDep, SettingsDep
+from ...core.security import (
+    BearerTokenDep,
+    NotAuthenticatedError,
+    PasswordHasherDep,
+    SettingsDep,
+    record_identity,
+)
 from ..users.exceptions import MissingRoleError
 from ..users.models import User
 from ..users.repository import UserRepository
@@ -24,23 +30,22 @@ UserServiceDep = Annotated[UserService, Depends(get_user_service)]
 
 
 def get_auth_service(
-    request: Request,
-    session: SessionDep,
-    users: UserServiceDep,
-    hasher: PasswordHasherDep,
-    settings: SettingsDep,
+    session: SessionDep, users: UserServiceDep, hasher: PasswordHasherDep, settings: SettingsDep
 ) -> AuthService:
-    tokens = RefreshTokenRepository(session, request.app.state.session_factory)
-    return AuthService(users, tokens, hasher, settings)
+    return AuthService(users, RefreshTokenRepository(session), hasher, settings)
 
 
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 
 
-async def get_current_user(token: BearerTokenDep, service: AuthServiceDep) -> User:
+async def get_current_user(
+    request: Request, token: BearerTokenDep, service: AuthServiceDep
+) -> User:
     if not token:
         raise NotAuthenticatedError()
-    return await service.current_user(token)
+    user = await service.current_user(token)
+    record_identity(request, f"user:{user.id}")
+    return user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

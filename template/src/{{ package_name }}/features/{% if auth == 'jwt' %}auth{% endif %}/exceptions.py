@@ -18,3 +18,4 @@ class RefreshTokenRevokedError(InvalidTokenError):
 class RefreshTokenReusedError(InvalidTokenError):
     code = "refresh_token_reused"
     message = "The refresh token was already used; every session it belongs to is revoked."
+    keeps_writes = True  # the family's revocation commits although the request fails

@@ -1,7 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import Update, delete, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import Update, delete, select, update
 
 from ...shared.repository import Repository
 from .models import RefreshToken
@@ -10,11 +9,16 @@ from .models import RefreshToken
 class RefreshTokenRepository(Repository[RefreshToken]):
     model = RefreshToken
 
-    def __init__(
-        self, session: AsyncSession, session_factory: async_sessionmaker[AsyncSession]
-    ) -> None:
-        super().__init__(session)
-        self.session_factory = session_factory
+    async def get_for_update(self, jti: str) -> RefreshToken | None:
+        """The token's row, locked until the transaction ends (PostgreSQL; SQLite has one
+        writer at a time anyway): concurrent refreshes of one token take turns."""
+        record: RefreshToken | None = await self.session.scalar(
+            select(RefreshToken)
+            .where(RefreshToken.jti == jti)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return record
 
     async def mark_rotated(self, jti: str, now: datetime) -> bool:
         """Atomically rotate a live token; False if another request got there first."""
@@ -39,11 +43,6 @@ class RefreshTokenRepository(Repository[RefreshToken]):
 
     async def revoke_family(self, family_id: str, now: datetime) -> None:
         await self.session.execute(_revoke(family_id, now))
-
-    async def revoke_family_now(self, family_id: str, now: datetime) -> None:
-        """Revoke in a transaction of its own, so it holds even though the request then fails."""
-        async with self.session_factory() as session, session.begin():
-            await session.execute(_revoke(family_id, now))
 
 
 def _revoke(family_id: str, now: datetime) -> Update:

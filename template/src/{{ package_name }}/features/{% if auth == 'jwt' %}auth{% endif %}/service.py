@@ -49,13 +49,21 @@ class AuthService:
         return await self._issue(user.id, family_id=None)
 
     async def refresh(self, refresh_token: str) -> TokenPair:
+        """Rotate in the request's one transaction, the token's row locked: of concurrent
+        refreshes of one token one wins, the others see it rotated. Reuse revokes the family
+        in the same transaction, which commits though the request fails
+        (RefreshTokenReusedError keeps its writes); no second connection, so nothing can wait
+        on a lock its own request holds."""
         claims = decode_token(refresh_token, self.settings, "refresh")
-        record = await self._stored(claims.token_id)
+        record = await self.tokens.get_for_update(claims.token_id)
+        if record is None:
+            raise InvalidTokenError()
         now = datetime.now(UTC)
         if record.revoked_at is not None:
             raise RefreshTokenRevokedError()
+        # The conditional update is the guard where the lock is not (SQLite reads unlocked).
         if record.rotated_at is not None or not await self.tokens.mark_rotated(record.jti, now):
-            await self.tokens.revoke_family_now(record.family_id, now)
+            await self.tokens.revoke_family(record.family_id, now)
             log.warning("refresh_token_reused", user_id=record.user_id, family=record.family_id)
             raise RefreshTokenReusedError()
         return await self._issue(record.user_id, family_id=record.family_id)
