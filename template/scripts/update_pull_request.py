@@ -280,7 +280,7 @@ def push(result: Result, remote: str, *, push_branch: bool) -> None:
                 f"{remote}/{branch} has commits that this script did not make; it is left as it "
                 "is. Delete the branch (or merge its pull request) to get a fresh one."
             )
-        same_tree = git("rev-parse", f"{tip}^{{tree}}") == git("rev-parse", "HEAD^{tree}")
+        same_tree = git("rev-parse", tip + "^{tree}") == git("rev-parse", "HEAD^{tree}")
         same_base = git("rev-parse", f"{tip}^") == git("rev-parse", "HEAD^")
         if same_tree and same_base and message == git("log", "-1", "--format=%B", "HEAD"):
             git("reset", "--quiet", "--hard", tip)
