@@ -9,11 +9,30 @@ force-with-lease), lists the file and marks the change as a draft.
 Only committed work is tested: commit before running this.
 """
 
+import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
-from support import NEXT, check, clean_env, commit_all, find_python, git, rendered_answers
+from support import (
+    NEXT,
+    REPO_ROOT,
+    check,
+    clean_env,
+    commit_all,
+    find_python,
+    git,
+    rendered_answers,
+)
 from team_work import Service, edit_docs, edit_tooling, generate
+
+spec = importlib.util.spec_from_file_location(
+    "update_pull_request", REPO_ROOT / "template" / "scripts" / "update_pull_request.py"
+)
+assert spec is not None and spec.loader is not None
+script = importlib.util.module_from_spec(spec)
+sys.modules["update_pull_request"] = script  # dataclasses look their module up there
+spec.loader.exec_module(script)
 
 OLD = "0.1.0"
 BRANCH = f"template-update/{NEXT}"
@@ -98,3 +117,73 @@ def test_update_pull_requests_on_a_local_remote(template: Path, tmp_path: Path) 
     assert f"Branch {BRANCH}: refreshed" in output
     committed = git(remote, "show", f"{BRANCH}:Makefile")
     assert "<<<<<<< before updating" in committed  # committed as it is, for the team to resolve
+
+
+CHANGELOG = """# Changelog
+
+## 1.1.0 (unreleased)
+
+### Added
+- Eleven.
+
+## 1.0.0 (2026-02-01)
+
+### Upgrading from 0.9.0
+- Ten.
+
+## 0.9.0 (2026-01-01)
+- Nine.
+"""
+
+
+def test_the_changelog_entries_are_those_after_the_old_version_up_to_the_new() -> None:
+    entries = script.changelog_entries(CHANGELOG, "0.9.0", "1.0.0")
+    assert entries.splitlines() == [
+        "### 1.0.0 (2026-02-01)",
+        "",
+        "#### Upgrading from 0.9.0",
+        "- Ten.",
+    ]
+    assert "Eleven" in script.changelog_entries(CHANGELOG, "0.9.0", "1.1.0")
+    assert "Nine" not in script.changelog_entries(CHANGELOG, "0.9.0", "1.1.0")
+
+
+def test_the_newest_release_is_the_highest_final_version(tmp_path: Path) -> None:
+    repo = tmp_path / "template"
+    git(tmp_path, "init", "--quiet", str(repo))
+    git(repo, "commit", "--quiet", "--allow-empty", "-m", "one")
+    for tag in ("0.2.0", "0.10.0", "v0.9.1", "1.0.0rc1", "nightly"):
+        git(repo, "tag", tag)
+    assert script.release_tags(str(repo)) == ["0.2.0", "v0.9.1", "0.10.0"]
+
+
+def test_a_branch_someone_pushed_to_is_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "--quiet", "--bare", str(remote))
+    work = tmp_path / "work"
+    git(tmp_path, "init", "--quiet", "--initial-branch=main", str(work))
+    git(work, "remote", "add", "origin", str(remote))
+    git(work, "commit", "--quiet", "--allow-empty", "-m", "base")
+    monkeypatch.chdir(work)
+    result = script.Result(old="0.1.0", new="0.2.0", base="main", branch=BRANCH, src="x")
+    message = script.commit_message(result)
+    git(work, "checkout", "--quiet", "-b", BRANCH)
+    git(work, "commit", "--quiet", "--allow-empty", "-m", message)
+    script.push(result, "origin", push_branch=True)
+    assert result.pushed == "pushed"
+    # The same result again: nothing to push.
+    git(work, "reset", "--quiet", "--hard", "main")
+    git(work, "commit", "--quiet", "--allow-empty", "-m", message)
+    script.push(result, "origin", push_branch=True)
+    assert result.pushed == "unchanged"
+    # A person fixes the conflicts on the branch; the next run must not throw that away.
+    git(work, "commit", "--quiet", "--allow-empty", "-m", "Resolve the Makefile")
+    git(work, "push", "--quiet", "origin", BRANCH)
+    fixed = heads(remote)[BRANCH]
+    git(work, "reset", "--quiet", "--hard", "main")
+    git(work, "commit", "--quiet", "--allow-empty", "-m", message)
+    with pytest.raises(script.Failure, match="commits that this script did not make"):
+        script.push(result, "origin", push_branch=True)
+    assert heads(remote)[BRANCH] == fixed
