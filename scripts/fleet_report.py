@@ -62,6 +62,8 @@ SHARED = [
     "compose.yaml",
     ".github/*",
     ".gitlab-ci.yml",
+    "renovate.json",
+    ".devcontainer/*",
     "deploy/shared/settings.env",
 ]
 IGNORED_PARTS = {".git", ".venv", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
