@@ -3,6 +3,7 @@ pipeline against their published JSON schemas (vendored by check-jsonschema, so 
 compose.yaml against the compose spec and for the services the answers need, and the
 Dockerfile with hadolint."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,14 +36,29 @@ def test_ci_files_match_their_schemas_and_services(rendered_sets: Rendered, set_
         validate("vendor.github-workflows", *workflows)
         ci = yaml.safe_load((project / ".github" / "workflows" / "ci.yml").read_text())
         services = ci["jobs"]["check"].get("services", {})
-        update_job = (project / ".github" / "workflows" / "template-update.yml").read_text()
-        assert "copier check-update" in update_job
+        update = yaml.safe_load(
+            (project / ".github" / "workflows" / "template-update.yml").read_text()
+        )
+        # Least privilege: nothing at the top, and only the update job writes.
+        assert update["permissions"] == {}
+        (job,) = update["jobs"].values()
+        assert job["permissions"] == {"contents": "write", "pull-requests": "write"}
+        assert "scripts/update_pull_request.py --publish github" in str(job["steps"])
+        assert set(job.get("services", {})) == set(ci["jobs"]["check"].get("services", {}))
+        for step in job["steps"]:
+            if "uses" in step:
+                assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", step["uses"]), step
+            if step.get("uses", "").startswith("actions/checkout@"):
+                assert step["with"]["persist-credentials"] is False
     elif answers["ci"] == "gitlab":
         validate("vendor.gitlab-ci", project / ".gitlab-ci.yml")
         ci = yaml.safe_load((project / ".gitlab-ci.yml").read_text())
         services = {entry["alias"]: entry for entry in ci["check"].get("services", [])}
-        assert "copier check-update" in str(ci["template-update"]["script"])
-        assert ci["template-update"]["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "schedule"'}]
+        update_job = ci["template-update"]
+        assert "scripts/update_pull_request.py --publish gitlab" in str(update_job["script"])
+        assert "TEMPLATE_UPDATE_TOKEN" in str(update_job["script"])
+        assert update_job["rules"][0] == {"if": '$CI_PIPELINE_SOURCE == "schedule"'}
+        assert {s["alias"] for s in update_job.get("services", [])} == set(services)
     else:
         return
     # The committed lock is what CI installs and the image is built from.
