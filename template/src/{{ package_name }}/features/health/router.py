@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from ...core.errors import ServiceUnavailableError
+from ...core.server import is_draining
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 
@@ -33,6 +34,8 @@ async def _run_check(check: ReadinessCheck, seconds: float) -> dict[str, Any]:
 @router.get("/ready")
 async def ready(request: Request) -> dict[str, Any]:
     """503 in the error envelope, with every check's result, when any check fails."""
+    if is_draining():  # shutting down or recycling: send new requests elsewhere
+        raise ServiceUnavailableError("Draining.", details={"checks": {}})
     checks: dict[str, ReadinessCheck] = request.app.state.readiness_checks
     timeout: float = request.app.state.settings.readiness_timeout
     results = await asyncio.gather(*(_run_check(check, timeout) for check in checks.values()))
