@@ -227,11 +227,16 @@ class Gunicorn:
 def run_load(project: Path, spec: dict[str, Any], out: Path) -> subprocess.Popen[bytes]:
     """Start the load generator in the service's venv; it writes its records to `out`."""
     spec_path = out.with_suffix(".spec.json")
-    spec_path.write_text(json.dumps(spec))
+    spec_path.write_text(json.dumps({"started": str(started_marker(out)), **spec}))
     return subprocess.Popen(
         [str(project / ".venv" / "bin" / "python"), __file__, "load", str(spec_path), str(out)],
         env={"PATH": os.environ["PATH"], "LANG": "C.UTF-8"},
     )
+
+
+def started_marker(out: Path) -> Path:
+    """Made by the load generator when its first request is answered."""
+    return out.with_suffix(".started")
 
 
 def read_records(out: Path) -> list[dict[str, Any]]:
@@ -280,6 +285,8 @@ async def _load(spec: dict[str, Any]) -> list[dict[str, Any]]:
             record["error"] = f"{type(exc).__name__}: {exc}"[:200]
         record["t1"] = time.time()
         records.append(record)
+        if len(records) == 1:
+            Path(spec["started"]).touch()
 
     async def worker(client: httpx.AsyncClient, n: int) -> None:
         i = 0
@@ -290,7 +297,7 @@ async def _load(spec: dict[str, Any]) -> list[dict[str, Any]]:
                 name = f"w{n}-{i}-{uuid.uuid4().hex[:8]}"
                 await one(client, "POST", "/api/v1/items", {"name": name})
             elif spec["items"] and kind in (1, 2):
-                await one(client, "GET", "/api/v1/items?limit=5")
+                await one(client, "GET", "/api/v1/items?size=5")
             else:
                 await one(client, "GET", "/health/live")
             await asyncio.sleep(spec.get("pause", 0.01))

@@ -8,17 +8,28 @@ PostgreSQL and Redis (fault_rig.Postgres, fault_rig.Redis). Run with -s to see t
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
 import time
 import urllib.parse
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fault_rig import Gunicorn, Postgres, Redis, failed, read_records, run_load, service_env
+from fault_rig import (
+    Gunicorn,
+    Postgres,
+    Redis,
+    failed,
+    read_records,
+    run_load,
+    service_env,
+    started_marker,
+)
 from support import answer_sets, check, clean_env, find_python, render, rendered_answers
 
 SETS = [s for s in answer_sets() if s.id in ("defaults", "everything-on")]
@@ -71,7 +82,12 @@ class Phase:
             },
             self.out,
         )
-        time.sleep(1.5)  # the load is running
+        deadline = time.monotonic() + 60
+        while not started_marker(self.out).exists():
+            assert self.load.poll() is None, "the load generator stopped"
+            assert time.monotonic() < deadline, "the load generator did not start"
+            time.sleep(0.05)
+        time.sleep(1)  # the load is running
 
     def finish(self) -> list[dict[str, Any]]:
         assert self.load.wait(120) == 0
@@ -139,7 +155,10 @@ def _sighup(rig: Rig) -> None:
     records = phase.finish()
     gap = _readiness_gaps(records)
     rig.figures["sighup"] = {**_summary(records), "longest_readiness_gap_s": gap}
-    assert not [r for r in records if failed(r)], "a request failed during SIGHUP"
+    # A probe a draining worker accepted may get 503 (it is no longer ready): the gap counts.
+    assert not [r for r in records if failed(r) and r["path"] != "/health/ready"], (
+        "a request failed during SIGHUP"
+    )
     assert gap < 0.5, f"no ready worker for {gap}s during SIGHUP"
 
 
@@ -220,8 +239,11 @@ def _redis_outage(rig: Rig) -> None:
     time.sleep(4)
     rig.redis.start()
     records = phase.finish()
-    rig.figures["redis"] = _summary(records)
-    assert not [r for r in records if failed(r)], "Redis down: a request failed (fail-open)"
+    probes = [r for r in records if r["path"] == "/health/ready"]
+    served = [r for r in records if r["path"] != "/health/ready"]
+    # Readiness says Redis is down (503); everything else is served without it.
+    rig.figures["redis"] = {**_summary(served), "readiness_503": sum(failed(r) for r in probes)}
+    assert not [r for r in served if failed(r)], "Redis down: a request failed (fail-open)"
 
 
 def _sigterm_with_writes(rig: Rig) -> None:
@@ -255,16 +277,24 @@ def _sigterm_with_writes(rig: Rig) -> None:
 
 
 def _recycling(rig: Rig) -> None:
-    phase = Phase(rig, "recycle", 9)
+    phase = Phase(rig, "recycle", 12)
     records = phase.finish()
-    recycles = [line for line in phase.log_lines() if "Recycling after" in line]
+    recycles = [
+        datetime.fromisoformat(json.loads(line)["timestamp"]).timestamp()
+        for line in phase.log_lines()
+        if "Recycling after" in line
+    ]
+    spacing = [round(b - a, 2) for a, b in itertools.pairwise(recycles)]
     gap = _readiness_gaps(records)
     rig.figures["recycle"] = {
         **_summary(records),
         "recycles": len(recycles),
+        "seconds_between_recycles": spacing,
         "longest_readiness_gap_s": gap,
     }
     assert len(recycles) >= 2, "the workers did not recycle"
+    # One at a time: the next starts RECYCLE_SPACING_SECONDS (5) after the last one ended.
+    assert min(spacing) >= 4.9, f"workers recycled together: {spacing}"
     assert not [r for r in records if failed(r)], "a request failed while workers recycled"
     assert gap < 0.5
 
@@ -279,7 +309,7 @@ def test_faults_under_load(answer_set, tmp_path: Path) -> None:
     rig = Rig(project, answers, tmp_path)
     try:
         # Recycling first, in its own server: every worker crosses MAX_REQUESTS in the load.
-        rig.start(MAX_REQUESTS="250", MAX_REQUESTS_JITTER="0")
+        rig.start(MAX_REQUESTS="60", MAX_REQUESTS_JITTER="0")
         _recycling(rig)
         rig.server.stop()
         rig.start()

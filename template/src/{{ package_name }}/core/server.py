@@ -361,6 +361,14 @@ class Worker(UvicornWorker):  # type: ignore[misc]  # pragma: no cover - only gu
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # The app configured logging before the fork (preload_app), sending the servers'
+        # loggers to its root handler. uvicorn-worker gives uvicorn's logger gunicorn's
+        # handlers, and gunicorn puts its own back when SIGHUP re-reads its config: undo both.
+        if logging.getLogger().handlers:
+            for name in ("gunicorn.error", "uvicorn.error"):
+                server_log = logging.getLogger(name)
+                server_log.handlers = []
+                server_log.propagate = True
         limits = Limits.from_gunicorn(self.cfg)
         self.config.http = protocol_for(limits)
         self.config.server_header = False
@@ -375,6 +383,8 @@ class Worker(UvicornWorker):  # type: ignore[misc]  # pragma: no cover - only gu
         self.config.app = self.wsgi
         server = DrainingServer(self.config, self.recycler)
         self._install_sigquit_handler()
-        await server.serve(sockets=self.sockets)
+        # The plain sockets, not gunicorn's wrappers: the event loop closes them when the
+        # server closes, and a wrapper closed afterwards logged "Error while closing socket".
+        await server.serve(sockets=[getattr(sock, "sock", sock) for sock in self.sockets])
         if not server.started:
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
