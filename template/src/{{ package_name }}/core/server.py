@@ -8,10 +8,12 @@ It adds to uvicorn-worker's worker what an internet-facing service needs (decisi
   requests finish with `Connection: close`, and a request already on its way over an idle
   keep-alive connection is still answered;
 - recycling after `max_requests` that counts no health probe, one worker at a time;
+- on SIGHUP, old workers serve until the new ones have started (Successors);
 - gunicorn's listening sockets closed once (uvicorn closed them a second time).
 """
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
@@ -325,19 +327,83 @@ class Recycler:
             self._held = None
 
 
+class Successors:
+    """Workers still starting, seen by the workers they replace (SERVER_RUNTIME_DIR).
+
+    On SIGHUP gunicorn starts new workers and stops the old ones at once, before the new
+    ones can answer. A worker told to stop while a younger one is starting keeps serving
+    until it has started (at most `wait` seconds), so a ready worker is always there.
+    """
+
+    def __init__(self, directory: str | None, age: int, wait: float) -> None:
+        self.directory, self.age, self.wait = directory, age, wait
+
+    def _marker(self, age: int) -> str:
+        assert self.directory is not None
+        return os.path.join(self.directory, f"starting-{age}")
+
+    def starting(self) -> None:
+        """Called in the master before the fork, so the marker exists before any SIGTERM."""
+        if self.directory:
+            with open(self._marker(self.age), "w"):
+                pass
+
+    def started(self) -> None:
+        if self.directory:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self._marker(self.age))
+
+    def any_starting(self) -> bool:
+        """A younger worker started less than `wait` seconds ago and not yet serving."""
+        if not self.directory:
+            return False
+        oldest = time.time() - self.wait
+        for name in os.listdir(self.directory):
+            prefix, _, age = name.partition("-")
+            if prefix == "starting" and age.isdigit() and int(age) > self.age:
+                with contextlib.suppress(FileNotFoundError):
+                    if os.path.getmtime(os.path.join(self.directory, name)) > oldest:
+                        return True
+        return False
+
+
 class DrainingServer(Server):
     """uvicorn's server that drains on exit, recycles via a Recycler, and closes sockets once."""
 
-    def __init__(self, config: Config, recycler: Recycler | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        recycler: Recycler | None = None,
+        successors: Successors | None = None,
+    ) -> None:
         super().__init__(config)
         self.server_state: CountingState = CountingState()
         self.recycler = recycler or Recycler(None, None)
+        self.successors = successors or Successors(None, 0, 0)
+        self._exit_signal: int | None = None
+        self._wait_until = 0.0
+
+    async def startup(self, sockets: list[Any] | None = None) -> None:
+        try:
+            await super().startup(sockets=sockets)
+        finally:
+            self.successors.started()
 
     def handle_exit(self, sig: int, frame: Any) -> None:
+        if self._exit_signal is None and self.successors.any_starting():
+            log.info("Stopping once the workers replacing this one have started")
+            self._exit_signal = sig
+            self._wait_until = time.monotonic() + self.successors.wait
+            return
+        self._exit_signal = None
         start_draining()
         super().handle_exit(sig, frame)
 
     async def on_tick(self, counter: int) -> bool:
+        if self._exit_signal is not None and (
+            time.monotonic() > self._wait_until or not self.successors.any_starting()
+        ):
+            self.handle_exit(self._exit_signal, None)
         if await super().on_tick(counter):
             start_draining()
             return True
@@ -374,14 +440,16 @@ class Worker(UvicornWorker):  # type: ignore[misc]  # pragma: no cover - only gu
         self.config.server_header = False
         self.config.limit_max_requests = None  # counted by DrainingServer, without probes
         self.config.timeout_graceful_shutdown = max(1, self.cfg.graceful_timeout - 1)
+        runtime_dir = os.environ.get("SERVER_RUNTIME_DIR")
         self.recycler = Recycler(
-            self.max_requests if self.cfg.max_requests > 0 else None,
-            os.environ.get("SERVER_RUNTIME_DIR"),
+            self.max_requests if self.cfg.max_requests > 0 else None, runtime_dir
         )
+        self.successors = Successors(runtime_dir, self.age, min(10, self.cfg.graceful_timeout / 2))
+        self.successors.starting()
 
     async def _serve(self) -> None:
         self.config.app = self.wsgi
-        server = DrainingServer(self.config, self.recycler)
+        server = DrainingServer(self.config, self.recycler, self.successors)
         self._install_sigquit_handler()
         # The plain sockets, not gunicorn's wrappers: the event loop closes them when the
         # server closes, and a wrapper closed afterwards logged "Error while closing socket".
