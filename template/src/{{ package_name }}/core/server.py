@@ -229,8 +229,8 @@ class LimitedProtocol(HttpToolsProtocol):
         self._in_head = False
         self._arm(self.limits.body_timeout, self._body_timed_out)
         super().on_headers_complete()
-        if self._draining and self.cycle is not None:
-            self.cycle.keep_alive = False
+        if self._draining:
+            self._close_after_response()
 
     def on_message_complete(self) -> None:
         self._disarm()
@@ -269,7 +269,16 @@ class LimitedProtocol(HttpToolsProtocol):
             self._unset_keepalive_if_required()
             self._arm(self.limits.drain_grace, self._drain_grace_over)
         else:
-            self.cycle.keep_alive = False
+            self._close_after_response()
+
+    def _close_after_response(self) -> None:
+        """The response says `Connection: close` (older uvicorn only closed), then closes."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_started:
+            cycle.keep_alive = False
+            cycle.default_headers = [*cycle.default_headers, (b"connection", b"close")]
+        elif cycle is not None:
+            cycle.keep_alive = False
 
     def _drain_grace_over(self) -> None:
         self._timer = None
