@@ -165,6 +165,7 @@ def _sighup(rig: Rig) -> None:
 def _kill_worker(rig: Rig) -> None:
     victim = rig.server.workers()[0]
     phase = Phase(rig, "kill9", 7)
+    started = sum("Application startup complete" in line for line in rig.server.log_lines())
     killed_at = time.time()
     os.kill(victim, signal.SIGKILL)
     start = time.monotonic()
@@ -172,15 +173,21 @@ def _kill_worker(rig: Rig) -> None:
         assert time.monotonic() - start < 10, "no replacement worker"
         time.sleep(0.05)
     replaced = time.monotonic() - start
+    while sum("Application startup complete" in line for line in rig.server.log_lines()) == started:
+        assert time.monotonic() - start < 10, "the replacement worker did not start"
+        time.sleep(0.05)
+    ready = time.monotonic() - start
     records = phase.finish()
     # Only requests in flight at the kill may fail (they were the dead worker's).
     late = [r for r in records if failed(r) and r["t0"] > killed_at + 0.05]
     rig.figures["kill9"] = {
         **_summary(records),
         "replacement_forked_s": round(replaced, 3),
+        "replacement_ready_s": round(ready, 3),
         "failed_after_kill": len(late),
     }
     assert not late, f"requests started after the kill failed: {late[:3]}"
+    assert ready < 5, f"the replacement took {ready}s to start"
 
 
 def _postgres_outage(rig: Rig) -> None:
