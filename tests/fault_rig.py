@@ -24,10 +24,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PG_BINDIR = Path(
-    subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip()
-    or "/usr/lib/postgresql/15/bin"
-)
+
+def _pg_bindir() -> Path:
+    """PostgreSQL's programs: where pg_config says, else the newest Debian/Ubuntu install."""
+    if shutil.which("pg_config"):
+        found = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
+        if (Path(found.stdout.strip()) / "initdb").exists():
+            return Path(found.stdout.strip())
+    installs = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
+    return installs[-1] if installs else Path("/usr/bin")
+
+
+PG_BINDIR = _pg_bindir()
 
 
 def free_port() -> int:
