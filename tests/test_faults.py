@@ -38,6 +38,12 @@ SETS = [s for s in answer_sets() if s.id in ("defaults", "everything-on")]
 # (issue 12, finding 9). Until it is merged, main answers 500 in the envelope: set this to
 # True once the 503 mapping is on main.
 OUTAGE_ANSWERS_503 = False
+# Capped log lines and collapsed repeats of one error come with the logging work (issue 12,
+# finding 2). Until it is merged, main logs a traceback of about 35 KB per failed request:
+# set this to True once it is on main.
+LOGS_CAPPED = False
+# DB_POOL_SIZE's default: each of the 2 workers keeps at most this many idle connections.
+POOL_SIZE = 5
 
 
 def _post(url: str, data: dict[str, str], *, form: bool = False) -> dict[str, Any]:
@@ -229,14 +235,18 @@ def _postgres_outage(rig: Rig) -> None:
     assert all(r["status"] == 200 for r in live), "liveness failed during the outage"
     assert recovery <= 2, f"recovered {recovery}s after the restart"
     assert not failed_after, f"failures more than 2 s after the restart: {failed_after[:3]}"
-    assert connections <= max(baseline, 1) + 2 * 15, "database connections leaked"
+    # Back to what the two pools keep; nothing left open by a failed request.
+    assert connections <= 2 * POOL_SIZE, f"{connections} database connections after the outage"
     idle_in_tx = rig.postgres.sql(
         "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction'"
     )
     assert idle_in_tx == "0"
-    # Bounded: well under one line per request, and no line of tracebacks with locals.
+    # Bounded: a few lines per request at most (one access line, one error).
     assert len(lines) <= 3 * len(records) + 200, f"{len(lines)} log lines in the outage"
-    assert size <= 20_000_000, f"{size} bytes of log in the outage"
+    if LOGS_CAPPED:
+        assert size <= 2_000_000, f"{size} bytes of log in the outage"
+    else:
+        assert size <= 64_000 * len(records), f"{size} bytes of log in the outage"
 
 
 def _redis_outage(rig: Rig) -> None:
