@@ -85,18 +85,32 @@ ADDS = {
     ),
     "ci": (
         "The pipeline (`.github/workflows/ci.yml` or `.gitlab-ci.yml`): lint, format, mypy "
-        "and tests, with PostgreSQL and Redis services when the service uses them, and a "
-        "scheduled job that fails when the template has a newer release."
+        "and tests, with PostgreSQL and Redis services when the service uses them, an audit "
+        "of the locked dependencies (pip-audit), and a scheduled job that fails when the "
+        "template has a newer release; actions pinned to commits, images to digests."
     ),
     "docker": (
         "A multi-stage `Dockerfile` (uv build, non-root, HEALTHCHECK), `.dockerignore`, and "
         "`compose.yaml` with the chosen database, Redis and collector and a migration job."
+    ),
+    "dependency_updates": (
+        "`renovate`: `renovate.json`, weekly pull requests for the Python packages and "
+        "`uv.lock` (lock maintenance), the CI's pinned actions and images and the Docker base "
+        "image digest, and template releases through Renovate's copier manager. "
+        "`dependabot` (GitHub only): `.github/dependabot.yml` for uv, GitHub Actions and, "
+        "with `docker`, Docker. `none`: neither."
     ),
     "kubernetes": (
         "`deploy/`: kustomize manifests, a base with staging and production overlays (locked-"
         "down Deployment with probes, Service, NetworkPolicy, autoscaler and disruption budget "
         "or, with SQLite, one pod on a volume; a migration Job with PostgreSQL; a "
         "ServiceMonitor with metrics), checked by the template's policy tests."
+    ),
+    "devcontainer": (
+        "`.devcontainer/devcontainer.json`: Python `python_version` with uv, `uv sync` on "
+        "creation, port 8000 forwarded. With PostgreSQL or Redis, `.devcontainer/compose.yaml` "
+        "runs them beside the workspace, with `DATABASE_URL`, `REDIS_URL` and the tests' URLs "
+        "pointed at them; otherwise one image. Checked against the devcontainer JSON schema."
     ),
 }
 

@@ -433,6 +433,11 @@ def edit_docs(service: Service) -> None:
     )
     service.keep(".env.example", "ORDERS_GATEWAY_URL=https://gateway.example.com")
 
+    guide = service.path / "AGENTS.md"
+    if guide.exists():  # since 0.3.0; the team's notes go below its last line
+        guide.write_text(guide.read_text() + "\nPayments: amounts are integer cents.\n")
+        service.keep("AGENTS.md", "Payments: amounts are integer cents.")
+
 
 def do_team_work(service: Service) -> None:
     """Everything above, on a migrated database that then holds rows."""

@@ -4,9 +4,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import copier
 import pytest
 import yaml
-from support import COPIER_FILE, REPO_ROOT, invalid_sets, render
+from support import (
+    COPIER_FILE,
+    NEXT,
+    RELEASES,
+    REPO_ROOT,
+    commit_all,
+    git,
+    invalid_sets,
+    render,
+    rendered_answers,
+)
 
 INVALID = invalid_sets()
 
@@ -55,7 +66,14 @@ def test_derived_names_follow_the_project_name(tmp_path: Path) -> None:
 
 # What a new service gets for the questions added after 0.1.0; an updated one keeps its
 # behaviour instead (tests/test_update.py).
-NEW_SERVICE_DEFAULTS = {"auth": "jwt", "rate_limit": True, "metrics": True, "redis": False}
+NEW_SERVICE_DEFAULTS = {
+    "auth": "jwt",
+    "rate_limit": True,
+    "metrics": True,
+    "redis": False,
+    "dependency_updates": "renovate",
+    "devcontainer": True,
+}
 
 
 @pytest.mark.parametrize(
@@ -67,7 +85,7 @@ NEW_SERVICE_DEFAULTS = {"auth": "jwt", "rate_limit": True, "metrics": True, "red
             "description": "x",
             "author_email": "a@b.co",
             "database": "sqlite",
-            "ci": "none",
+            "ci": "gitlab",
             "docker": False,
         },
     ],
@@ -79,3 +97,24 @@ def test_a_new_service_gets_the_new_defaults(tmp_path: Path, given: dict[str, ob
     )
     assert {key: answers[key] for key in NEW_SERVICE_DEFAULTS} == NEW_SERVICE_DEFAULTS
     assert "existing_service" not in answers
+
+
+def test_an_updated_service_gets_the_guide_and_no_new_options(
+    template: Path, tmp_path: Path
+) -> None:
+    """devcontainer and dependency_updates came after the last release: a service from it
+    keeps having neither (decision 0011); the guide, which changes no behaviour, arrives."""
+    last = RELEASES["releases"][-1]["version"]
+    answers = {"database": "sqlite", "ci": "github"}
+    project = render(tmp_path / "service", answers, src=template, vcs_ref=last)
+    git(project, "init", "--quiet", "--initial-branch=main")
+    commit_all(project, "Generate")
+    copier.run_update(
+        str(project), vcs_ref=NEXT, defaults=True, overwrite=True, unsafe=False, quiet=True
+    )
+    assert rendered_answers(project)["devcontainer"] is False
+    assert not (project / ".devcontainer").exists()
+    assert (project / "AGENTS.md").exists()
+    assert rendered_answers(project)["dependency_updates"] == "none"
+    assert not (project / "renovate.json").exists()
+    assert not (project / ".github" / "dependabot.yml").exists()

@@ -94,4 +94,4 @@ def test_dockerfile_passes_hadolint(rendered_sets: Rendered, set_id: str) -> Non
     dockerfile = (project / "Dockerfile").read_text()
     assert "USER 10001:10001" in dockerfile
     assert "HEALTHCHECK" in dockerfile
-    assert f"PYTHON_VERSION={answers['python_version']}" in dockerfile
+    assert f"FROM python:{answers['python_version']}-slim@sha256:" in dockerfile

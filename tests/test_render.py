@@ -68,10 +68,18 @@ OPTION_FILES: dict[str, Callable[[Answers], bool]] = {
     "tests/features/items/test_item_scopes.py": lambda a: _items(a) and _auth("api_key")(a),
     ".github/workflows/ci.yml": lambda a: a["ci"] == "github",
     ".github/workflows/template-update.yml": lambda a: a["ci"] == "github",
+    ".github/workflows/audit.yml": lambda a: a["ci"] == "github",
+    ".github/dependabot.yml": lambda a: a["dependency_updates"] == "dependabot",
+    "renovate.json": lambda a: a["dependency_updates"] == "renovate",
     ".gitlab-ci.yml": lambda a: a["ci"] == "gitlab",
     "Dockerfile": lambda a: a["docker"],
     ".dockerignore": lambda a: a["docker"],
     "compose.yaml": lambda a: a["docker"],
+    "AGENTS.md": lambda a: True,
+    ".devcontainer/devcontainer.json": _chosen("devcontainer"),
+    ".devcontainer/compose.yaml": (
+        lambda a: a["devcontainer"] and (a["database"] == "postgresql" or a["redis"])
+    ),
     "deploy/shared/kustomization.yaml": _chosen("kubernetes"),
     "deploy/shared/settings.env": _chosen("kubernetes"),
     "deploy/base/deployment.yaml": _chosen("kubernetes"),
@@ -146,7 +154,15 @@ def test_no_blank_line_debris(rendered_sets: dict[str, tuple[Path, Answers]], se
     project, _ = rendered_sets[set_id]
     debris = []
     for path in text_files(project):
-        if path.suffix in {".py", ".toml", ".yml", ".yaml", ".ini", ".md"} or path.name in {
+        if path.suffix in {
+            ".py",
+            ".toml",
+            ".yml",
+            ".yaml",
+            ".ini",
+            ".md",
+            ".json",
+        } or path.name in {
             "Dockerfile",
             "Makefile",
             ".env.example",

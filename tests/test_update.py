@@ -58,6 +58,8 @@ BEHAVIOUR_BEFORE: dict[str, Any] = {
     "metrics": False,
     "tracing": False,
     "kubernetes": False,
+    "dependency_updates": "none",
+    "devcontainer": False,
 }
 
 
