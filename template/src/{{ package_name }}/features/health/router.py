@@ -9,6 +9,7 @@ import structlog
 from fastapi import APIRouter, Request
 
 from ...core.errors import DependencyUnavailableError, ServiceUnavailableError
+from ...core.server import is_draining
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 
@@ -40,6 +41,12 @@ async def _run_check(name: str, check: ReadinessCheck, seconds: float) -> dict[s
 @router.get("/ready")
 async def ready(request: Request) -> dict[str, Any]:
     """503 in the error envelope, with Retry-After and every check's status, when any fails."""
+    if is_draining():  # shutting down or recycling: send new requests elsewhere
+        raise ServiceUnavailableError(
+            "Draining.",
+            details={"checks": {}},
+            headers={"Retry-After": str(DependencyUnavailableError.retry_after)},
+        )
     checks: dict[str, ReadinessCheck] = request.app.state.readiness_checks
     timeout: float = request.app.state.settings.readiness_timeout
     results = await asyncio.gather(
