@@ -113,24 +113,21 @@ if keys:
 """
 
 
+def _dev_command(project: Path) -> list[str]:
+    """`make dev`'s command as the service's Makefile writes it, without the reloader."""
+    makefile = (project / "Makefile").read_text()
+    words = makefile.split("\ndev:", 1)[1].splitlines()[1].split()
+    assert words[:2] == ["uv", "run"], words
+    # Synced already, maybe to the lowest versions: `uv run` must not sync it again.
+    return ["uv", "run", "--no-sync", *(word for word in words[2:] if word != "--reload")]
+
+
 @contextmanager
 def _service(project: Path, env: dict[str, str], log: Path) -> Iterator[str]:
     """uvicorn serving the app, as `make dev` does without reloading; its base URL."""
     port = _free_port()
-    package = rendered_answers(project)["package_name"]
-    command = [
-        "uv",
-        "run",
-        "--no-sync",
-        "uvicorn",
-        f"{package}.main:create_app",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--no-access-log",
-    ]
+    command = [*_dev_command(project), "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--no-access-log"]
     with log.open("wb") as output:
         process = subprocess.Popen(command, cwd=project, env=env, stdout=output, stderr=output)
     base = f"http://127.0.0.1:{port}"
@@ -146,6 +143,8 @@ def _service(project: Path, env: dict[str, str], log: Path) -> Iterator[str]:
                         f"the service did not start:\n{log.read_text()[-3000:]}"
                     ) from None
                 time.sleep(0.3)
+        with urllib.request.urlopen(f"{base}/health/live", timeout=30) as response:
+            assert "server" not in response.headers, "the server names itself"
         yield base
     finally:
         process.terminate()
