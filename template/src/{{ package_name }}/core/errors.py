@@ -10,8 +10,10 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = structlog.get_logger(__name__)
 
@@ -118,6 +120,46 @@ class FailureLog:
         return True
 
 
+class ErrorInfo(BaseModel):
+    code: str = Field(description="Stable, machine-readable: not_found, validation_error, ...")
+    message: str = Field(description="For people; may change between versions")
+    details: Any = Field(default=None, description="More about the error, per code; or null")
+    request_id: str | None = Field(default=None, description="As in the X-Request-ID header")
+
+
+class ErrorEnvelope(BaseModel):
+    """The body of every error response, documented in OpenAPI (see core.openapi)."""
+
+    error: ErrorInfo
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Malformed request",
+    401: "Missing or invalid credentials",
+    403: "Not allowed for these credentials",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflicts with an existing resource",
+    413: "Request body too large",
+    422: "Request not valid",
+    429: "Too many requests",
+    500: "Unexpected error",
+    503: "A dependency is unavailable; retry later",
+    504: "Took too long",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: the errors it raises itself (404, 409, ...), in the envelope.
+
+    The errors every route can give (422, 500, 413, ...) are added to OpenAPI for all routes.
+    """
+    return {
+        status: {"model": ErrorEnvelope, "description": ERROR_DESCRIPTIONS.get(status, "Error")}
+        for status in statuses
+    }
+
+
 def request_id_of(scope_state: dict[str, Any]) -> str | None:
     value = scope_state.get("request_id")
     return value if isinstance(value, str) else None
@@ -176,13 +218,29 @@ _HTTP_CODES = {
 }
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+def _allowed_methods(request: Request) -> str:
+    """Every method of every route on the request's path (Starlette names only one route's)."""
+    methods = {"OPTIONS"}
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    headers = exc.headers
+    if exc.status_code == 405:
+        allow = _allowed_methods(request)
+        if request.method == "OPTIONS":  # RFC 9110 (9.3.7): say what the resource allows
+            return Response(status_code=204, headers={"Allow": allow})
+        headers = {**(headers or {}), "Allow": allow}
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else "The request failed."
     if exc.status_code == 404 and exc.detail == "Not Found":
         message = "The resource was not found."
-    return _response(request, exc.status_code, code, message, headers=exc.headers)
+    return _response(request, exc.status_code, code, message, headers=headers)
 
 
 def register_error_handlers(app: FastAPI) -> None:

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ...shared.fields import NAME_PATTERN
 from ...shared.pagination import PageParams
 
 # The scope that allows everything, key management included.
@@ -24,7 +25,7 @@ class ApiKeyPrincipal:
 class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN)
     scopes: list[Scope] = Field(min_length=1, max_length=50)
     expires_in_days: int | None = Field(default=None, ge=1, le=3650)
 

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from ...core.errors import error_responses
 from ...shared.pagination import Page
 from ..auth.dependencies import AdminUser, CurrentUser, UserServiceDep
 from .models import User
@@ -17,7 +18,7 @@ async def read_me(user: CurrentUser) -> User:
     return user
 
 
-@router.get("")
+@router.get("", responses=error_responses(403))
 async def list_users(
     query: Annotated[UserQuery, Query()], admin: AdminUser, service: UserServiceDep
 ) -> Page[UserRead]:

@@ -1,7 +1,8 @@
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field
 
 from ...shared.pagination import PageParams
 
@@ -15,15 +16,17 @@ def _normalise_email(value: object) -> object:
     return value.strip().lower() if isinstance(value, str) else value
 
 
+# The kinds of characters a password mixes: lower case, upper case, digits, and the rest.
+_KINDS = ("[a-z]", "[A-Z]", "[0-9]", "[^A-Za-z0-9]")
+# The same rule as a pattern, for the OpenAPI schema: a character of one kind, later another.
+PASSWORD_PATTERN = "|".join(
+    f"{first}[\\s\\S]*{second}" for first in _KINDS for second in _KINDS if first != second
+)
+_KIND_PATTERNS = [re.compile(kind) for kind in _KINDS]
+
+
 def _character_classes(password: str) -> int:
-    return sum(
-        [
-            any(char.islower() for char in password),
-            any(char.isupper() for char in password),
-            any(char.isdigit() for char in password),
-            any(not char.isalnum() for char in password),
-        ]
-    )
+    return sum(1 for kind in _KIND_PATTERNS if kind.search(password))
 
 
 def check_password_policy(password: str) -> str:
@@ -40,7 +43,18 @@ def check_password_policy(password: str) -> str:
 
 
 Email = Annotated[EmailStr, BeforeValidator(_normalise_email)]
-Password = Annotated[str, AfterValidator(check_password_policy)]
+# The schema states the policy (length, pattern) so clients see it; the check says it in words.
+Password = Annotated[
+    str,
+    Field(
+        json_schema_extra={
+            "minLength": MIN_PASSWORD_LENGTH,
+            "maxLength": MAX_PASSWORD_LENGTH,
+            "pattern": PASSWORD_PATTERN,
+        }
+    ),
+    AfterValidator(check_password_policy),
+]
 
 
 class UserCreate(BaseModel):

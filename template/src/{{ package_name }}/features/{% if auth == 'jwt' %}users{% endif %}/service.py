@@ -26,6 +26,8 @@ class UserService:
         return await self.repository.get(user_id)
 
     async def get_by_email(self, email: str) -> User | None:
+        if "\x00" in email:  # no address has one, and PostgreSQL cannot compare it
+            return None
         return await self.repository.get_by_email(email)
 
     async def set_password_hash(self, user: User, password_hash: str) -> None:
