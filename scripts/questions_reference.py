@@ -83,6 +83,13 @@ ADDS = {
         "SQLAlchemy and Redis spans, `trace_id` and `span_id` on log lines, Jaeger in "
         "`compose.yaml`."
     ),
+    "sentry": (
+        "`core/error_reporting.py`: sentry-sdk with its Starlette and FastAPI integrations, "
+        "initialised in `create_app` when `SENTRY_DSN` is set; each unhandled error of a "
+        "request is one event tagged with its request id, scrubbed by the logs' redaction, "
+        "without local variables or personal data; `SENTRY_*` settings for the environment "
+        "and sample rates, the release from the package version."
+    ),
     "ci": (
         "The pipeline (`.github/workflows/ci.yml` or `.gitlab-ci.yml`): lint, format, mypy "
         "and tests, with PostgreSQL and Redis services when the service uses them, an audit "

@@ -23,7 +23,9 @@ Obj = dict[str, Any]
 # kubernetes-client is kubectl 1.20 with kustomize v2, which cannot.
 MIN_KUSTOMIZE_MAJOR = 5
 # Settings that only the Secret may hold.
-SECRET_SETTINGS = frozenset({"SECRET_KEY", "DATABASE_URL", "REDIS_URL", "BOOTSTRAP_API_KEY"})
+SECRET_SETTINGS = frozenset(
+    {"SECRET_KEY", "DATABASE_URL", "REDIS_URL", "BOOTSTRAP_API_KEY", "SENTRY_DSN"}
+)
 POD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Job"})
 # Names that must be DNS labels (RFC 1123, at most 63 characters): a namespace, a Service,
 # and a Job (its name becomes a label value of its pods). Other names are DNS subdomains.

@@ -73,6 +73,7 @@ NEW_SERVICE_DEFAULTS = {
     "redis": False,
     "dependency_updates": "renovate",
     "devcontainer": True,
+    "sentry": False,
 }
 
 

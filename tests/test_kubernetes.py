@@ -410,6 +410,8 @@ def test_the_readme_makes_the_secret_with_every_key_and_deploys_in_order(
         wanted.add("REDIS_URL")
     if answers["auth"] == "api_key":
         wanted.add("BOOTSTRAP_API_KEY")
+    if answers.get("sentry"):
+        wanted.add("SENTRY_DSN")
     named = {key for key in SECRET_SETTINGS if f"--from-literal={key}=" in readme}
     assert named == wanted
 

@@ -57,6 +57,7 @@ BEHAVIOUR_BEFORE: dict[str, Any] = {
     "rate_limit": False,
     "metrics": False,
     "tracing": False,
+    "sentry": False,
     "kubernetes": False,
     "dependency_updates": "none",
     "devcontainer": False,
