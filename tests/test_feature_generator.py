@@ -13,6 +13,7 @@ import copier
 import pytest
 import yaml
 from support import (
+    NEXT,
     admin_sql,
     check,
     clean_env,
@@ -35,10 +36,11 @@ COMBINATIONS = [
 IDS = [f"{database}-{auth}" for database, auth in COMBINATIONS]
 
 
-def _service(tmp_path: Path, database: str, auth: str) -> Path:
+def _service(tmp_path: Path, database: str, auth: str, **kwargs: Any) -> Path:
     project = render(
         tmp_path / "service",
         {"project_name": "Feature Shop", "database": database, "auth": auth},
+        **kwargs,
     )
     git(project, "init", "--quiet", "--initial-branch=main")
     commit_all(project, "Generate")
@@ -103,6 +105,44 @@ def test_an_existing_feature_made_by_the_generator_is_refused(tmp_path: Path) ->
     assert "orders exists already" in again.stderr
 
 
+TEAM_REVISION = """revision: str = "{revision}"
+down_revision: str | None = "{down}"
+branch_labels = None
+depends_on = None
+"""
+
+
+def _migration(project: Path, feature: str) -> str:
+    return (project / "migrations" / "versions" / f"{feature}_0001_{feature}_table.py").read_text()
+
+
+def test_a_features_migration_continues_the_teams_branch(tmp_path: Path) -> None:
+    """Placed as `make revision` places one (migrations/env.py), read from the files alone:
+    after the team's head (or 0001), depending on the template's heads it needs."""
+    project = _service(tmp_path, "postgresql", "jwt")
+    assert _generate(project, "orders").returncode == 0
+    first = _migration(project, "orders")
+    assert 'down_revision: str | None = "0001"' in first
+    assert 'depends_on: str | Sequence[str] | None = ["auth_0001", "items_0002"]' in first
+    assert _generate(project, "invoices").returncode == 0
+    second = _migration(project, "invoices")
+    assert 'down_revision: str | None = "orders_0001"' in second
+    assert "depends_on: str | Sequence[str] | None = None" in second
+
+    versions = project / "migrations" / "versions"
+    team = TEAM_REVISION.format(revision="a1b2c3", down="invoices_0001")
+    (versions / "20261201_a1b2c3_team.py").write_text(team)
+    assert _generate(project, "refunds").returncode == 0
+    assert 'down_revision: str | None = "a1b2c3"' in _migration(project, "refunds")
+
+    fork = TEAM_REVISION.format(revision="d4e5f6", down="a1b2c3")
+    (versions / "20261201_d4e5f6_fork.py").write_text(fork)
+    (versions / "20261201_f7a8b9_fork.py").write_text(fork.replace("d4e5f6", "f7a8b9"))
+    refused = _generate(project, "payments")
+    assert refused.returncode == 1
+    assert "more than one head; join them first: uv run alembic merge" in refused.stderr
+
+
 def _migrations_apply_and_match(project: Path, database: str, tmp_path: Path) -> None:
     if database == "postgresql":
         name = f"tmpl_feature_{uuid.uuid4().hex[:12]}"
@@ -129,18 +169,18 @@ def _migrations_apply_and_match(project: Path, database: str, tmp_path: Path) ->
     ("database", "auth"), COMBINATIONS, ids=[f"{d}-{a}" for d, a in COMBINATIONS]
 )
 def test_two_generated_features_work_and_the_service_still_updates(
-    tmp_path: Path, database: str, auth: str
+    template: Path, tmp_path: Path, database: str, auth: str
 ) -> None:
-    project = _service(tmp_path, database, auth)
+    """From a clone of HEAD tagged as the next release (only committed work), as a team
+    would: the service at a release, `make feature` at the service's version."""
+    project = _service(tmp_path, database, auth, src=template, vcs_ref=NEXT)
     answers = rendered_answers(project)
     package = answers["package_name"]
     check(["uv", "sync", "--python", find_python(answers["python_version"])], project)
 
     # The documented command, one feature after the other.
     for feature in FEATURES:
-        output = check(
-            ["make", "feature", f"name={feature}", "ARGS=--vcs-ref HEAD"], project, clean_env()
-        )
+        output = check(["make", "feature", f"name={feature}"], project, clean_env())
         assert f"Added the feature {feature}" in output
     features = project / "src" / package / "features"
     expected = {"__init__.py", "router.py", "schemas.py", "service.py", "exceptions.py"}
@@ -169,14 +209,14 @@ def test_two_generated_features_work_and_the_service_still_updates(
     # The service still updates (the documented way), and so does a feature, from its own
     # answers file; neither touches the other's files.
     commit_all(project, "Add orders and invoices")
-    check(["make", "update", "ARGS=--vcs-ref HEAD"], project, clean_env())
+    check(["make", "update"], project, clean_env())
     assert "orders" in {path.name for path in features.iterdir()}
     if _new_files(project):
         commit_all(project, "Update")  # copier updates a clean tree only
     copier.run_update(
         str(project),
         answers_file=".copier-answers.feature-orders.yml",
-        vcs_ref="HEAD",
+        vcs_ref=NEXT,
         defaults=True,
         overwrite=True,
         unsafe=False,

@@ -78,9 +78,19 @@ def migration_placement() -> dict[str, str]:
     parents = {parent for info in revisions.values() for parent in info["down"]}
     heads = [revision for revision in revisions if revision not in parents]
 
+    def labels(revision: str) -> set[str]:
+        """Its branch labels and those below it on its line, as Alembic reads them."""
+        found: set[str] = set()
+        while revision in revisions and revision != INITIAL_REVISION:
+            found.update(revisions[revision]["labels"])
+            down = revisions[revision]["down"]
+            if len(down) != 1:
+                break
+            revision = down[0]
+        return found
+
     def is_template(revision: str) -> bool:
-        labels = set(revisions[revision]["labels"])
-        return revision == INITIAL_REVISION or bool(labels & TEMPLATE_BRANCHES)
+        return revision == INITIAL_REVISION or bool(labels(revision) & TEMPLATE_BRANCHES)
 
     team_heads = [head for head in heads if not is_template(head)]
     if len(team_heads) > 1:
