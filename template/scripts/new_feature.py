@@ -71,9 +71,11 @@ def read_revisions() -> dict[str, dict[str, tuple[str, ...]]]:
     return revisions
 
 
-def migration_placement() -> dict[str, str]:
-    """The new revision continues the team's branch (or starts it on 0001) and depends on the
-    template's heads not already below it, as `make revision` does (migrations/env.py)."""
+def migration_placement(needs: frozenset[str]) -> dict[str, str]:
+    """The new revision continues the team's branch (or starts it on 0001), as `make revision`
+    does (migrations/env.py), and depends on the heads of the template branches whose tables
+    it refers to (`needs`) that are not already below it. Only those: Alembic fails to upgrade
+    a revision that depends on two heads grown from the revision it follows."""
     revisions = read_revisions()
     parents = {parent for info in revisions.values() for parent in info["down"]}
     heads = [revision for revision in revisions if revision not in parents]
@@ -106,7 +108,7 @@ def migration_placement() -> dict[str, str]:
             continue
         below.add(revision)
         todo.extend(revisions[revision]["down"] + revisions[revision]["depends"])
-    depends = [head for head in heads if is_template(head) and head not in below]
+    depends = [head for head in heads if labels(head) & needs and head not in below]
     return {"feature_migration_parent": parent, "feature_migration_depends_on": ",".join(depends)}
 
 
@@ -145,7 +147,9 @@ def main(argv: list[str]) -> int:
                 f"{shared} is missing: a feature with a database builds on shared/, which this "
                 'service lacks; add it with make update ARGS="-d example_feature=true".'
             )
-        data.update(migration_placement())
+        # With JWT the table has an owner: a foreign key to users, made on the auth branch.
+        needs = frozenset({"auth"} if answers.get("auth") == "jwt" else ())
+        data.update(migration_placement(needs))
     try:
         copier.run_copy(
             str(answers["_src_path"]),
