@@ -119,6 +119,24 @@ ADDS = {
         "runs them beside the workspace, with `DATABASE_URL`, `REDIS_URL` and the tests' URLs "
         "pointed at them; otherwise one image. Checked against the devcontainer JSON schema."
     ),
+    "feature": (
+        "Nothing in a new service. Given by `make feature name=orders` in a service, it renders "
+        "the feature generator (`feature/`) instead of `template/`: `features/orders/`, its "
+        "tests and its migration, recorded in `.copier-answers.feature-orders.yml` "
+        "(see [the feature generator](features.md))."
+    ),
+    "feature_class": (
+        "The generated feature's model class and the prefix of its schemas, service, "
+        "repository and errors (`Order`, `OrderCreate`, `OrderService`, ...)."
+    ),
+    "feature_migration_parent": (
+        "The `down_revision` of the feature's migration: the head of the team's branch of "
+        "revisions, or `0001`; `make feature` reads it from `migrations/versions`."
+    ),
+    "feature_migration_depends_on": (
+        "The `depends_on` of the feature's migration: the template's heads not below its "
+        "parent (the users table, for an owner column), as `make revision` would write them."
+    ),
 }
 
 COPIER_TYPES = {

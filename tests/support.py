@@ -51,6 +51,13 @@ def questions() -> dict[str, dict[str, Any]]:
     }
 
 
+def service_questions() -> dict[str, dict[str, Any]]:
+    """The questions a service records: those of the feature generator (asked only when
+    `make feature` gives a `feature`, docs/decisions/0022) left out."""
+    asked = questions().items()
+    return {name: spec for name, spec in asked if "feature !=" not in str(spec.get("when"))}
+
+
 def render(dest: Path, answers: dict[str, Any], src: Path = REPO_ROOT, **kwargs: Any) -> Path:
     """copier copy, non-interactive and without --trust, exactly as the README says.
 

@@ -20,9 +20,9 @@ from support import (
     check,
     commit_all,
     git,
-    questions,
     render,
     rendered_answers,
+    service_questions,
 )
 from team_work import (
     conflict_counts,
@@ -88,7 +88,7 @@ def test_update_keeps_a_real_teams_service_working(
         assert lost_edits(service) == []
         service.answers = rendered_answers(project)
         # A question added since the old version keeps the service's behaviour.
-        added = [name for name in questions() if name not in old_answers]
+        added = [name for name in service_questions() if name not in old_answers]
         for name in added:
             assert service.answers[name] == requested.get(name, BEHAVIOUR_BEFORE[name]), name
 
