@@ -3,9 +3,9 @@
     cd <rendered service with background_jobs> && \
         uv run --no-sync python <template>/scripts/jobs_throughput.py --workers 1 --jobs 2000
 
-Starts `--workers` real worker processes (the service's tests/jobs_worker.py, whose
-`tests.record` job increments one Redis counter), enqueues `--jobs` jobs on a queue of its
-own, and reports jobs per second from the first enqueue to the last completion. The
+Uses `--workers` real worker processes (the service's tests/jobs_worker.py, whose
+`tests.record` job increments one Redis counter). It enqueues `--jobs` jobs on a queue of its
+own, then starts the workers and reports jobs per second from the first run to the last. The
 service's settings come from the environment (REDIS_URL, DATABASE_URL...), as for the tests.
 """
 
@@ -32,6 +32,7 @@ def main() -> None:
 
 
 async def measure(workers: int, jobs: int) -> str:
+    sys.path.insert(0, str(Path.cwd()))  # the service's src/ is installed; its tests/ is not
     package = _package()
     config: Any = __import__(f"{package}.config", fromlist=["Settings"])
     core_jobs: Any = __import__(f"{package}.core.jobs", fromlist=["Jobs"])
@@ -43,6 +44,12 @@ async def measure(workers: int, jobs: int) -> str:
     settings = config.Settings(_env_file=None, environment="test", redis_key_prefix=prefix)
     queue = core_jobs.create_queue(settings)
     await queue.connect()
+    # All jobs are queued first, then the workers start: the time is the workers' alone,
+    # from the first run to the last.
+    enqueuer = core_jobs.Jobs(queue)
+    counter = f"{prefix}runs"
+    for _ in range(jobs):
+        await enqueuer.enqueue(record, counter=counter)
     processes = [
         subprocess.Popen(
             [sys.executable, "-m", "tests.jobs_worker"],
@@ -52,15 +59,11 @@ async def measure(workers: int, jobs: int) -> str:
         for n in range(workers)
     ]
     try:
-        while len((await queue.info())["workers"]) < workers:
-            await asyncio.sleep(0.05)
-        enqueuer = core_jobs.Jobs(queue)
-        counter = f"{prefix}runs"
+        while int(await queue.redis.get(counter) or 0) == 0:
+            await asyncio.sleep(0.005)
         started = time.perf_counter()
-        for _ in range(jobs):
-            await enqueuer.enqueue(record, counter=counter)
         while int(await queue.redis.get(counter) or 0) < jobs:
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.005)
         elapsed = time.perf_counter() - started
     finally:
         for process in processes:
