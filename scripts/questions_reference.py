@@ -63,6 +63,13 @@ ADDS = {
         "`core/redis.py`: one Redis client per process, a readiness check, a JSON cache for "
         "the items reads, shared rate-limit counters, and Redis in `compose.yaml` and CI."
     ),
+    "background_jobs": (
+        "`core/jobs.py` on SAQ: jobs declared per feature in `features/<name>/jobs.py`, "
+        "enqueued with `JobsDep`, run by `python -m <package>.worker` (`make worker`, a "
+        "compose service, a worker Deployment with kubernetes) with retries and exponential "
+        "backoff, delayed jobs, idempotency keys, at-least-once delivery and a graceful "
+        "SIGTERM; the items example gets `POST /api/v1/items/{id}/process`. Needs `redis`."
+    ),
     "rate_limit": (
         "`core/ratelimit.py`: a pure ASGI limiter (GCRA) per user, key or client address "
         "behind trusted proxies, stricter limits on auth routes, 429 with `Retry-After` and "

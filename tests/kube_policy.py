@@ -379,6 +379,9 @@ def _server_violations(
     readiness_timeout = _effective(env, "READINESS_TIMEOUT", facts.readiness_timeout)
     for container in pod["containers"]:
         at = f"{where} container {container['name']}"
+        if _is_worker(container):
+            problems += _worker_violations(at, where, pod, container, env)
+            continue
         ports = {p.get("name"): p["containerPort"] for p in container.get("ports", [])}
         if ports.get("http") != port:
             listening = f"the service listens on {port}"
@@ -430,6 +433,32 @@ def _server_violations(
         _matches(c.get("labelSelector", {}).get("matchLabels"), pod_labels) for c in spread
     ):
         problems.append(f"{where}: no topologySpreadConstraints that select its pods")
+    return problems
+
+
+def _is_worker(container: Obj) -> bool:
+    command = container.get("command", [])
+    return command[:2] == ["python", "-m"] and len(command) == 3 and command[2].endswith(".worker")
+
+
+def _worker_violations(
+    at: str, where: str, pod: Obj, container: Obj, env: dict[str, str]
+) -> list[str]:
+    """The background-job worker has no port: its probes run its own `--check`, and the pod
+    waits longer than the grace its running jobs get on SIGTERM."""
+    problems = []
+    check = [*container["command"], "--check"]
+    for probe_name in ("startupProbe", "livenessProbe", "readinessProbe"):
+        probe = container.get(probe_name)
+        if probe is None or probe.get("exec", {}).get("command") != check:
+            problems.append(f"{at}: {probe_name} does not run {' '.join(check)}")
+    shutdown_grace = float(_effective(env, "JOBS_SHUTDOWN_GRACE", 25))
+    grace = pod.get("terminationGracePeriodSeconds", 30)
+    if grace <= shutdown_grace:
+        problems.append(
+            f"{where}: terminationGracePeriodSeconds {grace} is not above JOBS_SHUTDOWN_GRACE "
+            f"{shutdown_grace:g}"
+        )
     return problems
 
 

@@ -71,6 +71,7 @@ NEW_SERVICE_DEFAULTS = {
     "rate_limit": True,
     "metrics": True,
     "redis": False,
+    "background_jobs": False,
     "dependency_updates": "renovate",
     "devcontainer": True,
     "sentry": False,

@@ -86,12 +86,19 @@ def test_compose_file_is_valid_and_has_the_needed_services(
         expected.add("redis")
     if answers["tracing"]:
         expected.add("jaeger")
+    if answers.get("background_jobs"):
+        expected.add("worker")
     assert set(compose["services"]) == expected
     app = compose["services"]["app"]
     assert app["environment"]["ENVIRONMENT"] == "production"
     assert ("DATABASE_URL" in app["environment"]) == (answers["database"] != "none")
     assert ("REDIS_URL" in app["environment"]) == answers["redis"]
     assert ("OTEL_EXPORTER_OTLP_ENDPOINT" in app["environment"]) == answers["tracing"]
+    if answers.get("background_jobs"):
+        worker = compose["services"]["worker"]
+        assert worker["command"][-1].endswith(".worker")
+        assert worker["healthcheck"]["test"][-1] == "--check"
+        assert worker["environment"]["REDIS_URL"] == app["environment"]["REDIS_URL"]
 
 
 @pytest.mark.parametrize("set_id", IDS)

@@ -95,6 +95,14 @@ def test_every_kustomization_builds_with_the_objects_its_answers_need(
         app_kinds |= {"ServiceMonitor"}
     for name in apps:
         assert _kinds(built[name]) == app_kinds, name
+        containers = {
+            container["name"]
+            for obj in built[name]
+            if obj["kind"] == "Deployment"
+            for container in obj["spec"]["template"]["spec"]["containers"]
+        }
+        # The background-job worker: its own Deployment, or beside the app on SQLite's volume.
+        assert ("worker" in containers) == bool(answers.get("background_jobs")), name
     for name in migrations if postgresql else []:
         assert _kinds(built[name]) == {"ServiceAccount", "ConfigMap", "Job"}, name
 

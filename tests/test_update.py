@@ -54,6 +54,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
 BEHAVIOUR_BEFORE: dict[str, Any] = {
     "auth": "none",
     "redis": False,
+    "background_jobs": False,
     "rate_limit": False,
     "metrics": False,
     "tracing": False,
