@@ -6,6 +6,9 @@ import glob
 import os
 import shutil
 import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,6 +176,21 @@ def admin_sql(project: Path, statement: str) -> None:
         project,
         clean_env(ADMIN_DSN=ADMIN_DSN),
     )
+
+
+@contextmanager
+def throwaway_database(project: Path, database: str, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty database for `project`: a new PostgreSQL database on the machine's
+    server, dropped afterwards, or an SQLite file in tmp_path."""
+    if database == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'throwaway.db'}"
+        return
+    name = f"tmpl_{uuid.uuid4().hex[:12]}"
+    admin_sql(project, f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin_sql(project, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def git(cwd: Path, *args: str) -> str:

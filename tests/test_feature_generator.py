@@ -5,7 +5,6 @@ are refused with what to type, and the service and a feature still update afterw
 
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,6 @@ import pytest
 import yaml
 from support import (
     NEXT,
-    admin_sql,
     check,
     clean_env,
     commit_all,
@@ -22,6 +20,7 @@ from support import (
     git,
     render,
     rendered_answers,
+    throwaway_database,
 )
 
 FEATURES = ["orders", "invoices"]
@@ -145,14 +144,8 @@ def test_a_features_migration_continues_the_teams_branch(tmp_path: Path) -> None
 
 
 def _migrations_apply_and_match(project: Path, database: str, tmp_path: Path) -> None:
-    if database == "postgresql":
-        name = f"tmpl_feature_{uuid.uuid4().hex[:12]}"
-        admin_sql(project, f'CREATE DATABASE "{name}"')
-        url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
-    env = clean_env(DATABASE_URL=url)
-    try:
+    with throwaway_database(project, database, tmp_path) as url:
+        env = clean_env(DATABASE_URL=url)
         output = check(["uv", "run", "--no-sync", "alembic", "upgrade", "heads"], project, env)
         for feature in FEATURES:
             assert f"-> {feature}_0001" in output
@@ -160,9 +153,6 @@ def _migrations_apply_and_match(project: Path, database: str, tmp_path: Path) ->
         heads = check(["uv", "run", "--no-sync", "alembic", "heads"], project, env)
         # The second feature continues the first on the team's branch: one team head.
         assert "orders_0001 (head)" not in heads and "invoices_0001 (head)" in heads
-    finally:
-        if database == "postgresql":
-            admin_sql(project, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.mark.slow

@@ -2,30 +2,28 @@
 ruff format, mypy --strict, its pytest suite with the coverage gate, and its migrations
 against a real database."""
 
-import uuid
 from pathlib import Path
 
 import pytest
-from support import admin_sql, answer_sets, check, clean_env, find_python, render, rendered_answers
+from support import (
+    answer_sets,
+    check,
+    clean_env,
+    find_python,
+    render,
+    rendered_answers,
+    throwaway_database,
+)
 
 SETS = answer_sets()
 
 
 def _migrations_match_models(project: Path, database: str, tmp_path: Path) -> None:
     """`alembic upgrade heads` then `alembic check` (no model change without a migration)."""
-    if database == "postgresql":
-        name = f"tmpl_check_{uuid.uuid4().hex[:12]}"
-        admin_sql(project, f'CREATE DATABASE "{name}"')
-        url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'check.db'}"
-    env = clean_env(DATABASE_URL=url)
-    try:
+    with throwaway_database(project, database, tmp_path) as url:
+        env = clean_env(DATABASE_URL=url)
         check(["uv", "run", "--no-sync", "alembic", "upgrade", "heads"], project, env)
         check(["uv", "run", "--no-sync", "alembic", "check"], project, env)
-    finally:
-        if database == "postgresql":
-            admin_sql(project, f'DROP DATABASE IF EXISTS "{name}"')
 
 
 @pytest.mark.slow

@@ -26,13 +26,13 @@ from typing import Any
 import pytest
 from support import (
     AnswerSet,
-    admin_sql,
     answer_sets,
     check,
     clean_env,
     find_python,
     render,
     rendered_answers,
+    throwaway_database,
 )
 
 MAX_EXAMPLES = 15
@@ -87,19 +87,6 @@ def _request(url: str, data: bytes | None = None, headers: dict[str, str] | None
     request = urllib.request.Request(url, data=data, headers=headers or {})
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read() or b"null")
-
-
-@contextmanager
-def _database(project: Path, database: str, tmp_path: Path) -> Iterator[str]:
-    if database == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'fuzz.db'}"
-        return
-    name = f"tmpl_fuzz_{uuid.uuid4().hex[:12]}"
-    admin_sql(project, f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin_sql(project, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 REDIS_CLEANUP = """
@@ -227,7 +214,7 @@ def test_schemathesis_finds_nothing(answer_set: AnswerSet, tmp_path: Path) -> No
         sync += ["--resolution", answer_set.resolution]
     check(sync, project)
 
-    with _database(project, answers["database"], tmp_path) as database_url:
+    with throwaway_database(project, answers["database"], tmp_path) as database_url:
         env = clean_env(
             ENVIRONMENT="development",  # /openapi.json is off in production
             DATABASE_URL=database_url,
