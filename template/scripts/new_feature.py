@@ -41,7 +41,7 @@ def _names(value: object) -> tuple[str, ...]:
         return ()
     if isinstance(value, str):
         return (value,)
-    return tuple(str(item) for item in value) if isinstance(value, (list, tuple)) else ()
+    return tuple(str(item) for item in value) if isinstance(value, list | tuple) else ()
 
 
 def read_revisions() -> dict[str, dict[str, tuple[str, ...]]]:
