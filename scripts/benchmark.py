@@ -116,11 +116,17 @@ def parse_pairs(pairs: list[str], option: str) -> dict[str, str]:
     return result
 
 
-def run(command: list[str], *, cwd: Path | None = None, timeout: float = SETUP_TIMEOUT) -> str:
+def run(
+    command: list[str],
+    *,
+    cwd: Path | None = None,
+    timeout: float = SETUP_TIMEOUT,
+    env: dict[str, str] | None = None,
+) -> str:
     """Run a setup command; on failure raise with its output so the cause is visible."""
     try:
         done = subprocess.run(
-            command, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+            command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
         )
     except subprocess.TimeoutExpired as exc:
         raise BenchmarkError(f"timed out after {timeout:.0f}s: {' '.join(command)}") from exc

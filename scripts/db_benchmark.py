@@ -1,0 +1,494 @@
+#!/usr/bin/env python3
+"""Throughput of a rendered service's database routes against the same work written by hand.
+
+Renders the service (PostgreSQL, jwt, the items example: the defaults), migrates a fresh
+database, adds one user and PAGE_ITEMS of their items, and serves two apps from the
+service's venv with identical uvicorn flags, pinned to one CPU: the service, in production
+mode with its whole stack, and a minimal FastAPI app written below that does the same
+security work by hand (the same PyJWT checks, the same check that the token's user still
+exists, the same item and page queries). wrk loads both in alternating rounds with the
+same bearer token, on an item read and a page of PAGE_ITEMS; the script prints req/s,
+p50/p99 latency and the server's CPU per request, the median of the rounds' ratios
+service/limit, each worker's resident memory at start, after warm-up and at the end, and
+exits non-zero when a ratio is below --min-ratio. See docs/benchmark.md.
+
+Standard library only, like scripts/benchmark.py, whose helpers it shares.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import benchmark as shared
+
+ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+PAGE_ITEMS = 20
+ROUTES = {"item": "/api/v1/items/{item_id}", "list": "/api/v1/items?page=1&size=20"}
+SERVICE = "service"
+LIMIT = "limit"
+
+# Run with the service's venv python: creates the database, the user, their items and a token.
+SEED = """\
+import asyncio, json, os, sys
+import asyncpg
+from {package}.config import Settings
+from {package}.core.security import create_token
+
+async def admin(statement: str) -> None:
+    connection = await asyncpg.connect(os.environ["ADMIN_URL"])
+    await connection.execute(statement.format(os.environ["BENCH_DB"]))
+    await connection.close()
+
+async def seed() -> None:
+    url = os.environ["DATABASE_URL"].replace("postgresql+asyncpg", "postgresql")
+    db = await asyncpg.connect(url)
+    user_id = await db.fetchval(
+        "INSERT INTO users (email, password_hash, role, created_at, updated_at)"
+        " VALUES ('bench@example.com', 'not-a-hash', 'user', now(), now()) RETURNING id"
+    )
+    await db.executemany(
+        "INSERT INTO items (owner_id, name, description, created_at, updated_at)"
+        " VALUES ($1, $2, $3, now(), now())",
+        [(user_id, f"item {{n}}", "a benchmark item") for n in range({items})],
+    )
+    item_id = await db.fetchval("SELECT min(id) FROM items")
+    await db.close()
+    token, _ = create_token(Settings(), str(user_id), "access")
+    print(json.dumps({{"token": token, "item_id": item_id}}))
+
+steps = {{
+    "create": lambda: admin('CREATE DATABASE "{{}}"'),
+    "drop": lambda: admin('DROP DATABASE IF EXISTS "{{}}" WITH (FORCE)'),
+    "seed": seed,
+}}
+asyncio.run(steps[sys.argv[1]]())
+"""
+
+# The limit: what a careful engineer writes by hand for the same two routes.
+LIMIT_APP = '''\
+"""The same security work and queries as the service's item routes, by hand."""
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+import jwt
+from fastapi import FastAPI, Header, HTTPException, Query
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+SECRET = os.environ["SECRET_KEY"]
+ISSUER = os.environ["BENCH_JWT_ISSUER"]
+CLAIMS = ["exp", "iat", "nbf", "iss", "aud", "sub", "jti", "type"]
+USER = text("SELECT id, role FROM users WHERE id = :id")
+ITEM = text(
+    "SELECT id, owner_id, name, description, created_at, updated_at FROM items WHERE id = :id"
+)
+PAGE = text(
+    "SELECT id, owner_id, name, description, created_at, updated_at FROM items"
+    " WHERE owner_id = :owner ORDER BY id LIMIT :size OFFSET :offset"
+)
+COUNT = text("SELECT count(*) FROM items WHERE owner_id = :owner")
+engine: AsyncEngine
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    global engine
+    engine = create_async_engine(
+        os.environ["DATABASE_URL"],
+        pool_size=int(os.environ["BENCH_POOL_SIZE"]),
+        max_overflow=int(os.environ["BENCH_MAX_OVERFLOW"]),
+        isolation_level="AUTOCOMMIT",  # reads: no BEGIN and COMMIT round trips
+    )
+    yield
+    await engine.dispose()
+
+
+app = FastAPI(lifespan=lifespan, telemetry=%s)
+
+
+def caller_id(authorization: str | None) -> int:
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise HTTPException(401)
+    try:
+        claims = jwt.decode(
+            token,
+            SECRET,
+            algorithms=["HS256"],
+            audience=ISSUER,
+            issuer=ISSUER,
+            leeway=timedelta(seconds=10),
+            options={"require": CLAIMS},
+        )
+    except jwt.PyJWTError:
+        raise HTTPException(401) from None
+    subject = claims["sub"]
+    if claims["type"] != "access" or not (isinstance(subject, str) and subject.isdigit()):
+        raise HTTPException(401)
+    return int(subject)
+
+
+def item_body(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "owner_id": row.owner_id,
+        "name": row.name,
+        "description": row.description,
+        "created_at": row.created_at.isoformat(),
+        "updated_at": row.updated_at.isoformat(),
+    }
+
+
+@app.get("/health/live")
+async def live() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@app.get("/api/v1/items/{item_id}")
+async def read_item(item_id: int, authorization: str | None = Header(None)) -> dict[str, Any]:
+    user_id = caller_id(authorization)
+    async with engine.connect() as connection:
+        user = (await connection.execute(USER, {"id": user_id})).first()
+        if user is None:
+            raise HTTPException(401)
+        row = (await connection.execute(ITEM, {"id": item_id})).first()
+    if row is None or (user.role != "admin" and row.owner_id != user.id):
+        raise HTTPException(404)
+    return item_body(row)
+
+
+@app.get("/api/v1/items")
+async def list_items(
+    authorization: str | None = Header(None),
+    page: int = Query(1, ge=1),
+    size: int = Query(20, ge=1, le=100),
+) -> dict[str, Any]:
+    user_id = caller_id(authorization)
+    async with engine.connect() as connection:
+        user = (await connection.execute(USER, {"id": user_id})).first()
+        if user is None:
+            raise HTTPException(401)
+        where = {"owner": user.id}
+        total = (await connection.execute(COUNT, where)).scalar_one()
+        rows = await connection.execute(PAGE, {**where, "size": size, "offset": (page - 1) * size})
+        items = [item_body(row) for row in rows]
+    pages = -(-total // size)
+    return {"items": items, "total": total, "page": page, "size": size, "pages": pages}
+'''
+
+
+@dataclass
+class Load:
+    requests_per_second: float
+    cpu_us_per_request: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise shared.BenchmarkError(f"no VmRSS for process {pid}")
+
+
+def latency_ms(output: str, percentile: str) -> float:
+    match = re.search(rf"^\s*{percentile}%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+    if not match:
+        raise shared.BenchmarkError(f"no {percentile}% latency in wrk's output:\n{output}")
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[match[2]]
+    return float(match[1]) * scale
+
+
+def load(server: shared.Server, url_path: str, token: str, args: argparse.Namespace) -> Load:
+    url = f"http://{shared.HOST}:{server.port}{url_path}"
+    command = ["taskset", "-c", shared.WRK_CPU, "wrk", f"-t{args.threads}", f"-c{args.connections}"]
+    command += [f"-d{args.duration:g}s", "--timeout", "5s", "--latency"]
+    command += ["-H", f"Authorization: Bearer {token}", url]
+    cpu_before = shared.cpu_seconds(server.process.pid)
+    output = shared.run(command, timeout=args.duration + 30)
+    cpu_used = shared.cpu_seconds(server.process.pid) - cpu_before
+    if server.process.poll() is not None:
+        raise shared.BenchmarkError(f"{server.name} died under load:\n{shared.tail(server.log)}")
+    for problem in ("Socket errors", "Non-2xx or 3xx responses"):
+        if problem in output:
+            raise shared.BenchmarkError(f"wrk reported problems against {server.name}:\n{output}")
+    rate = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
+    requests = re.search(r"^\s*(\d+) requests in", output, re.MULTILINE)
+    if not rate or not requests or int(requests[1]) == 0:
+        raise shared.BenchmarkError(f"no request counts in wrk's output:\n{output}")
+    count = int(requests[1])
+    return Load(
+        float(rate[1]),
+        cpu_used / count * 1e6,
+        latency_ms(output, "50"),
+        latency_ms(output, "99"),
+        count,
+    )
+
+
+def check_same_answer(servers: list[shared.Server], paths: dict[str, str], token: str) -> None:
+    """Both apps must answer every benchmarked route with 200 and the same JSON."""
+    for route, path in paths.items():
+        bodies = []
+        for server in servers:
+            request = urllib.request.Request(
+                f"http://{shared.HOST}:{server.port}{path}",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            with urllib.request.urlopen(request, timeout=5) as response:
+                bodies.append(response.read())
+        # The same instants: pydantic writes UTC as "Z", the limit's isoformat() "+00:00".
+        decoded = [json.loads(body.replace(b"+00:00", b"Z")) for body in bodies]
+        if decoded[0] != decoded[1]:
+            raise shared.BenchmarkError(
+                f"the apps disagree on {route}: {bodies[0][:300]!r} vs {bodies[1][:300]!r}"
+            )
+
+
+def benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
+    if args.service_dir:
+        service_dir = args.service_dir.resolve()
+        print(f"using the rendered service in {service_dir}", flush=True)
+    else:
+        service_dir = workdir / "service"
+        print(f"rendering the template into {service_dir}", flush=True)
+        shared.render_service(service_dir, shared.parse_pairs(args.data, "--data"))
+    answers = shared.read_answers(service_dir)
+    if answers.get("database") != "postgresql" or answers.get("auth") != "jwt":
+        raise shared.BenchmarkError("the database benchmark needs database=postgresql, auth=jwt")
+    print("building the service's venv (uv sync)", flush=True)
+    python = shared.build_venv(service_dir)
+    package = answers["package_name"]
+
+    database = f"bench_{secrets.token_hex(4)}"
+    database_url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"
+    secret_key = secrets.token_urlsafe(36)
+    env = {
+        **os.environ,
+        "ENVIRONMENT": "production",
+        "SECRET_KEY": secret_key,
+        "LOG_LEVEL": "INFO",
+        "DATABASE_URL": database_url,
+        "RATE_LIMIT_DEFAULT": "100000000/second",  # still counted, never refused
+        "ADMIN_URL": ADMIN_URL,
+        "BENCH_DB": database,
+        **shared.parse_pairs(args.env, "--env"),
+    }
+    seed = workdir / "seed.py"
+    seed.write_text(SEED.format(package=package, items=PAGE_ITEMS))
+    shared.run([str(python), str(seed), "create"], cwd=service_dir, env=env)
+    servers: list[shared.Server] = []
+    try:
+        shared.run([str(python), "-m", "alembic", "upgrade", "heads"], cwd=service_dir, env=env)
+        seeded = json.loads(shared.run([str(python), str(seed), "seed"], cwd=service_dir, env=env))
+        token = seeded["token"]
+        paths = {name: path.format(item_id=seeded["item_id"]) for name, path in ROUTES.items()}
+        settings_probe = f"from {package}.config import Settings; print(Settings().jwt_issuer)"
+        issuer = shared.run([str(python), "-c", settings_probe], cwd=service_dir, env=env).strip()
+        pool = (
+            f"from {package}.config import Settings; s = Settings(); "
+            "print(s.db_pool_size, s.db_max_overflow)"
+        )
+        pool_size, max_overflow = shared.run(
+            [str(python), "-c", pool], cwd=service_dir, env=env
+        ).split()
+
+        limit_dir = workdir / "limit"
+        limit_dir.mkdir()
+        (limit_dir / "bench_limit_app.py").write_text(
+            LIMIT_APP % shared.NO_NATIVE_TELEMETRY.split("=", 1)[1]
+        )
+        logs = workdir / "logs"
+        logs.mkdir()
+        limit_env = {
+            **env,
+            "BENCH_JWT_ISSUER": issuer,
+            "BENCH_POOL_SIZE": pool_size,
+            "BENCH_MAX_OVERFLOW": max_overflow,
+        }
+        servers.append(
+            shared.start_server(
+                LIMIT,
+                python,
+                ["--app-dir", str(limit_dir), "bench_limit_app:app"],
+                limit_dir,
+                limit_env,
+                logs,
+            )
+        )
+        servers.append(
+            shared.start_server(
+                SERVICE,
+                python,
+                [f"{package}.main:create_app", "--factory"],
+                service_dir,
+                env,
+                logs,
+            )
+        )
+        for server in servers:
+            shared.wait_until_live(server)
+            print(f"{server.name} is live on {shared.HOST}:{server.port} (log: {server.log})")
+        check_same_answer(servers, paths, token)
+        memory = {server.name: [rss_mib(server.process.pid)] for server in servers}
+        warmup = argparse.Namespace(**{**vars(args), "duration": args.warmup})
+        for server in servers:
+            for path in paths.values():
+                load(server, path, token, warmup)
+            memory[server.name].append(rss_mib(server.process.pid))
+        print(
+            f"pool {pool_size} + {max_overflow} overflow in both; warmed up {args.warmup:g}s per "
+            f"route; {args.rounds} rounds of {args.duration:g}s, wrk -t{args.threads} "
+            f"-c{args.connections}",
+            flush=True,
+        )
+        results: dict[tuple[str, str], list[Load]] = {}
+        for round_number in range(1, args.rounds + 1):
+            order = servers if round_number % 2 else servers[::-1]
+            for route, path in paths.items():
+                for server in order:
+                    result = load(server, path, token, args)
+                    results.setdefault((route, server.name), []).append(result)
+                    print(
+                        f"round {round_number} {route:<4} {server.name:<7} "
+                        f"{result.requests_per_second:9.1f} req/s "
+                        f"p50 {result.p50_ms:6.2f} ms p99 {result.p99_ms:6.2f} ms "
+                        f"{result.cpu_us_per_request:7.1f} us CPU/request",
+                        flush=True,
+                    )
+        served = {
+            server.name: sum(
+                r.requests for (_, name), rs in results.items() if name == server.name for r in rs
+            )
+            for server in servers
+        }
+        for server in servers:
+            memory[server.name].append(rss_mib(server.process.pid))
+    finally:
+        for server in servers:
+            shared.stop_server(server)
+        drop = [str(python), str(seed), "drop"]
+        subprocess.run(drop, cwd=service_dir, env=env, check=False, capture_output=True, timeout=60)
+
+    ratios = {}
+    for route in paths:
+        ours, limit = results[(route, SERVICE)], results[(route, LIMIT)]
+        for name, rounds in ((SERVICE, ours), (LIMIT, limit)):
+            print(
+                f"median {route:<4} {name:<7} "
+                f"{statistics.median(r.requests_per_second for r in rounds):9.1f} req/s "
+                f"p50 {statistics.median(r.p50_ms for r in rounds):6.2f} ms "
+                f"p99 {statistics.median(r.p99_ms for r in rounds):6.2f} ms "
+                f"{statistics.median(r.cpu_us_per_request for r in rounds):7.1f} us CPU/request"
+            )
+        ratios[route] = statistics.median(
+            s.requests_per_second / b.requests_per_second for s, b in zip(ours, limit, strict=True)
+        )
+        cpu_ratio = statistics.median(
+            b.cpu_us_per_request / s.cpu_us_per_request for s, b in zip(ours, limit, strict=True)
+        )
+        print(
+            f"ratio {route}: service/limit req/s {ratios[route]:.2f}, "
+            f"CPU per request {cpu_ratio:.2f}"
+        )
+    for name, (start, warm, end) in memory.items():
+        growth = (end - warm) / warm * 100
+        print(
+            f"memory {name:<7} RSS {start:.1f} MiB at start, {warm:.1f} after warm-up, "
+            f"{end:.1f} after {served[name]} requests ({growth:+.1f}% since warm-up)"
+        )
+    return ratios
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Requests/s of the service's item routes versus the same work by hand."
+    )
+    parser.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra copier answer (repeatable)",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for both servers (repeatable)",
+    )
+    parser.add_argument(
+        "--service-dir",
+        type=Path,
+        help="benchmark this already rendered service instead of rendering one",
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="rounds (default 5)")
+    parser.add_argument("--duration", type=float, default=10, help="seconds per load")
+    parser.add_argument("--warmup", type=float, default=3, help="warm-up seconds per route")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument(
+        "--min-ratio",
+        type=float,
+        default=0.80,
+        help="exit 1 when a route's service/limit is below this (default 0.80)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args()
+    if args.service_dir and args.data:
+        parser.error("--data applies when rendering; --service-dir is already rendered")
+    if args.rounds < 1 or args.duration <= 0 or args.warmup <= 0:
+        parser.error("--rounds must be >= 1; --duration and --warmup must be positive")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="db-benchmark-"))
+    try:
+        with shared.stop_on_sigterm():
+            shared.require_tools()
+            ratios = benchmark(args, workdir)
+    except shared.BenchmarkError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; servers stopped", file=sys.stderr)
+        return 130
+    finally:
+        if args.keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    below = {route: ratio for route, ratio in ratios.items() if ratio < args.min_ratio}
+    summary = ", ".join(f"{route} {ratio:.2f}" for route, ratio in ratios.items())
+    print(
+        f"service/limit, the median of the rounds' ratios: {summary} "
+        f"(threshold {args.min_ratio:.2f})"
+    )
+    return 1 if below else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
