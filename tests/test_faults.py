@@ -43,7 +43,7 @@ OUTAGE_ANSWERS_503 = True
 # set this to True once it is on main.
 LOGS_CAPPED = True
 # DB_POOL_SIZE's default: each of the 2 workers keeps at most this many idle connections.
-POOL_SIZE = 5
+POOL_SIZE = 10
 
 
 def _post(url: str, data: dict[str, str], *, form: bool = False) -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """The app factory's own settings, beyond routes (core/test_features) and middleware."""
 
+import inspect
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from httpx import ASGITransport, AsyncClient
 from opentelemetry import trace
 
@@ -44,3 +46,27 @@ async def test_fastapi_native_telemetry_stays_off_under_a_global_provider(
     assert await _get(app, "/health/live") == 200
     assert await _get(app, "/no/such/route") == 404
     assert provider.asked == []
+
+
+def test_no_dependency_or_endpoint_takes_a_threadpool_round_trip(app: FastAPI) -> None:
+    """FastAPI runs a plain `def` in its threadpool: a thread hop per request, worth it only
+    for work that blocks. The ones below block on purpose (form parsing, metric files)."""
+    blocking_on_purpose = {"OAuth2PasswordRequestForm", "metrics"}
+
+    def calls(dependant: Any) -> list[Any]:
+        found = [dependant.call] if dependant.call is not None else []
+        for sub in dependant.dependencies:
+            found += calls(sub)
+        return found
+
+    sync = set()
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            for call in calls(route.dependant):
+                name = getattr(call, "__name__", type(call).__name__)
+                is_async = inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call)
+                if not inspect.isroutine(call) and not inspect.isclass(call):
+                    is_async = inspect.iscoroutinefunction(type(call).__call__)
+                if not is_async and name not in blocking_on_purpose:
+                    sync.add(f"{route.path}: {name}")
+    assert not sync, sorted(sync)

@@ -13,7 +13,7 @@ from .schemas import ADMIN_SCOPE, ApiKeyPrincipal
 from .service import ApiKeyService
 
 
-def get_api_key_service(session: SessionDep, settings: SettingsDep) -> ApiKeyService:
+async def get_api_key_service(session: SessionDep, settings: SettingsDep) -> ApiKeyService:
     return ApiKeyService(ApiKeyRepository(session), settings)
 
 

@@ -11,6 +11,7 @@ from ...core.security import (
     NotAuthenticatedError,
     PasswordHasherDep,
     SettingsDep,
+    access_claims,
     record_identity,
 )
 from ..users.exceptions import MissingRoleError
@@ -19,17 +20,17 @@ from ..users.repository import UserRepository
 from ..users.schemas import Role
 from ..users.service import UserService
 from .repository import RefreshTokenRepository
-from .service import AuthService
+from .service import AuthService, current_user
 
 
-def get_user_service(session: SessionDep, hasher: PasswordHasherDep) -> UserService:
+async def get_user_service(session: SessionDep, hasher: PasswordHasherDep) -> UserService:
     return UserService(UserRepository(session), hasher)
 
 
 UserServiceDep = Annotated[UserService, Depends(get_user_service)]
 
 
-def get_auth_service(
+async def get_auth_service(
     session: SessionDep, users: UserServiceDep, hasher: PasswordHasherDep, settings: SettingsDep
 ) -> AuthService:
     return AuthService(users, RefreshTokenRepository(session), hasher, settings)
@@ -39,11 +40,14 @@ AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 
 
 async def get_current_user(
-    request: Request, token: BearerTokenDep, service: AuthServiceDep
+    request: Request, token: BearerTokenDep, session: SessionDep, settings: SettingsDep
 ) -> User:
+    # Only what the check needs: every dependency costs each request that uses it.
     if not token:
         raise NotAuthenticatedError()
-    user = await service.current_user(token)
+    # Decoded once per request: the rate limiter, when on, has checked this token already.
+    claims = access_claims(request.scope.setdefault("state", {}), token, settings)
+    user = await current_user(UserRepository(session), claims)
     record_identity(request, f"user:{user.id}")
     return user
 

@@ -9,10 +9,12 @@ from ...core.security import (
     LEEWAY,
     InvalidTokenError,
     PasswordHasher,
+    TokenClaims,
     create_token,
     decode_token,
 )
 from ..users.models import User
+from ..users.repository import UserRepository
 from ..users.schemas import UserCreate
 from ..users.service import UserService
 from .exceptions import InvalidCredentialsError, RefreshTokenReusedError, RefreshTokenRevokedError
@@ -73,13 +75,6 @@ class AuthService:
         record = await self._stored(claims.token_id)
         await self.tokens.revoke_family(record.family_id, datetime.now(UTC))
 
-    async def current_user(self, access_token: str) -> User:
-        claims = decode_token(access_token, self.settings, "access")
-        user = await self.users.get(int(claims.subject))
-        if user is None:
-            raise InvalidTokenError("The token's user no longer exists.")
-        return user
-
     async def _stored(self, jti: str) -> RefreshToken:
         record = await self.tokens.get(jti)
         if record is None:
@@ -106,3 +101,11 @@ class AuthService:
             refresh_token=refresh_token,
             expires_in=self.settings.access_token_minutes * 60,
         )
+
+
+async def current_user(users: UserRepository, claims: TokenClaims) -> User:
+    """The user of a verified access token's claims (see core.security.access_claims)."""
+    user = await users.get(int(claims.subject))
+    if user is None:
+        raise InvalidTokenError("The token's user no longer exists.")
+    return user
