@@ -71,7 +71,8 @@ async def measure(workers: int, jobs: int) -> str:
         for process in processes:
             process.wait(timeout=60)
         await queue.disconnect()
-    return f"{workers} worker process(es): {jobs} jobs in {elapsed:.2f} s = {jobs / elapsed:.0f} jobs/s"
+    rate = jobs / elapsed
+    return f"{workers} worker process(es): {jobs} jobs in {elapsed:.2f} s = {rate:.0f} jobs/s"
 
 
 def _package() -> str:
