@@ -41,6 +41,10 @@ async def measure(workers: int, jobs: int) -> str:
     prefix = f"bench:{uuid.uuid4().hex[:8]}:"
     env = {**os.environ, "ENVIRONMENT": "test", "REDIS_KEY_PREFIX": prefix, "LOG_LEVEL": "WARNING"}
     env.setdefault("JOBS_CONCURRENCY", "10")
+    # Several workers on one host: no metrics port each (the counting still runs), and spans
+    # made but sent nowhere.
+    env.setdefault("JOBS_METRICS_PORT", "0")
+    env.setdefault("OTEL_TRACES_EXPORTER", "none")
     settings = config.Settings(_env_file=None, environment="test", redis_key_prefix=prefix)
     queue = core_jobs.create_queue(settings)
     await queue.connect()
