@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -37,6 +38,10 @@ async def measure(workers: int, jobs: int) -> str:
     config: Any = __import__(f"{package}.config", fromlist=["Settings"])
     core_jobs: Any = __import__(f"{package}.core.jobs", fromlist=["Jobs"])
     from tests.jobs_worker import record  # the service's own test jobs
+
+    # This process only enqueues: a job_queued line per job would be all its output.
+    structlog: Any = __import__("structlog")
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
     prefix = f"bench:{uuid.uuid4().hex[:8]}:"
     env = {**os.environ, "ENVIRONMENT": "test", "REDIS_KEY_PREFIX": prefix, "LOG_LEVEL": "WARNING"}
