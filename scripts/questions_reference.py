@@ -67,8 +67,10 @@ ADDS = {
         "`core/jobs.py` on SAQ: jobs declared per feature in `features/<name>/jobs.py`, "
         "enqueued with `JobsDep`, run by `python -m <package>.worker` (`make worker`, a "
         "compose service, a worker Deployment with kubernetes) with retries and exponential "
-        "backoff, delayed jobs, idempotency keys, at-least-once delivery and a graceful "
-        "SIGTERM; the items example gets `POST /api/v1/items/{id}/process`. Needs `redis`."
+        "backoff, delayed and periodic (`cron=`) jobs, idempotency keys, at-least-once "
+        "delivery, a graceful SIGTERM and 503 while Redis is down; job metrics on the "
+        "worker's own port with metrics, a span per run with tracing; the items example "
+        "gets `POST /api/v1/items/{id}/process`. Needs `redis`."
     ),
     "rate_limit": (
         "`core/ratelimit.py`: a pure ASGI limiter (GCRA) per user, key or client address "

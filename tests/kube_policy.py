@@ -444,9 +444,18 @@ def _is_worker(container: Obj) -> bool:
 def _worker_violations(
     at: str, where: str, pod: Obj, container: Obj, env: dict[str, str]
 ) -> list[str]:
-    """The background-job worker has no port: its probes run its own `--check`, and the pod
-    waits longer than the grace its running jobs get on SIGTERM."""
+    """The background-job worker has no HTTP port: its probes run its own `--check`, its
+    metrics port (when it has one) is JOBS_METRICS_PORT, and the pod waits longer than the
+    grace its running jobs get on SIGTERM."""
     problems = []
+    ports = {p.get("name"): p["containerPort"] for p in container.get("ports", [])}
+    if "jobs-metrics" in ports:
+        metrics_port = int(_effective(env, "JOBS_METRICS_PORT", 9101))
+        if ports["jobs-metrics"] != metrics_port:
+            problems.append(
+                f"{at}: port jobs-metrics is {ports['jobs-metrics']}, the worker serves its "
+                f"metrics on {metrics_port}"
+            )
     check = [*container["command"], "--check"]
     for probe_name in ("startupProbe", "livenessProbe", "readinessProbe"):
         probe = container.get(probe_name)

@@ -178,6 +178,14 @@ def _app(objects: list[Obj]) -> Obj:
     return _deployment(objects)["spec"]["template"]["spec"]["containers"][0]
 
 
+def _worker_monitor(objects: list[Obj]) -> Obj:
+    return next(
+        o
+        for o in objects
+        if o["kind"] == "ServiceMonitor" and o["metadata"]["name"].endswith("-worker")
+    )
+
+
 def _set_env(objects: list[Obj], name: str, value: str) -> None:
     next(o for o in objects if o["kind"] == "ConfigMap")["data"][name] = value
 
@@ -274,6 +282,14 @@ BREAKS: dict[str, tuple[Callable[[list[Obj]], object], str]] = {
             selector={"app.kubernetes.io/name": "other"}
         ),
         "Service/my-service: selects no pod",
+    ),
+    "worker-metrics-port-moved": (
+        lambda o: _set_env(o, "JOBS_METRICS_PORT", "9200"),
+        "port jobs-metrics is 9101, the worker serves its metrics on 9200",
+    ),
+    "worker-monitor-wrong-port": (
+        lambda o: _worker_monitor(o)["spec"]["endpoints"][0].update(port="metrics"),
+        "ServiceMonitor/my-service-worker: port metrics is no Service port",
     ),
     "monitor-wrong-path": (
         lambda o: next(s for s in o if s["kind"] == "ServiceMonitor")["spec"]["endpoints"][
@@ -399,7 +415,9 @@ def test_the_network_policy_opens_only_what_the_answers_need(
         expected.add(4318)
     assert egress == expected
     ingress = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
-    assert ingress == {"http"}
+    # Prometheus scrapes the job workers on their own port.
+    jobs_metrics = answers["metrics"] and answers.get("background_jobs")
+    assert ingress == ({"http", "jobs-metrics"} if jobs_metrics else {"http"})
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
 
 
