@@ -24,23 +24,31 @@ from support import (
 )
 
 FEATURES = ["orders", "invoices"]
-# One service per combination does everything; the database allows these auth modes.
+# One service per combination does everything: every auth mode each database allows, with
+# and without the example feature (without it, and without auth, only the generator's
+# features use shared/).
 COMBINATIONS = [
-    ("postgresql", "jwt"),
-    ("postgresql", "api_key"),
-    ("sqlite", "none"),
-    ("sqlite", "jwt"),
-    ("none", "none"),
+    ("postgresql", "none", False),
+    ("postgresql", "jwt", True),
+    ("postgresql", "api_key", True),
+    ("sqlite", "none", True),
+    ("sqlite", "jwt", True),
+    ("sqlite", "api_key", False),
+    ("none", "none", False),
 ]
-IDS = [f"{database}-{auth}" for database, auth in COMBINATIONS]
+IDS = [
+    f"{database}-{auth}{'' if example or database == 'none' else '-bare'}"
+    for database, auth, example in COMBINATIONS
+]
 
 
-def _service(tmp_path: Path, database: str, auth: str, **kwargs: Any) -> Path:
-    project = render(
-        tmp_path / "service",
-        {"project_name": "Feature Shop", "database": database, "auth": auth},
-        **kwargs,
-    )
+def _service(
+    tmp_path: Path, database: str, auth: str, example_feature: bool = True, **kwargs: Any
+) -> Path:
+    answers = {"project_name": "Feature Shop", "database": database, "auth": auth}
+    if database != "none":
+        answers["example_feature"] = example_feature
+    project = render(tmp_path / "service", answers, **kwargs)
     git(project, "init", "--quiet", "--initial-branch=main")
     commit_all(project, "Generate")
     return project
@@ -77,11 +85,17 @@ BAD_NAMES = {
     "another name, for example: make feature name=items_v2",
     "": "Type the feature's name: make feature name=orders",
 }
+# Without the example, "items" is still the template's: a later update may add it.
+BAD_NAMES_BARE = BAD_NAMES | {
+    "items": '"items" is a module the template owns or may add; type another name, for '
+    'example "items_records"',
+}
 
 
-def test_bad_names_are_refused_with_what_to_type(tmp_path: Path) -> None:
-    project = _service(tmp_path, "sqlite", "none")
-    for name, message in BAD_NAMES.items():
+@pytest.mark.parametrize("example_feature", [True, False], ids=["items", "bare"])
+def test_bad_names_are_refused_with_what_to_type(tmp_path: Path, example_feature: bool) -> None:
+    project = _service(tmp_path, "sqlite", "none", example_feature)
+    for name, message in (BAD_NAMES if example_feature else BAD_NAMES_BARE).items():
         result = _generate(project, name)
         assert result.returncode == 1, (name, result.stdout, result.stderr)
         assert message in result.stderr, (name, result.stderr)
@@ -156,15 +170,13 @@ def _migrations_apply_and_match(project: Path, database: str, tmp_path: Path) ->
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("database", "auth"), COMBINATIONS, ids=[f"{d}-{a}" for d, a in COMBINATIONS]
-)
+@pytest.mark.parametrize(("database", "auth", "example_feature"), COMBINATIONS, ids=IDS)
 def test_two_generated_features_work_and_the_service_still_updates(
-    template: Path, tmp_path: Path, database: str, auth: str
+    template: Path, tmp_path: Path, database: str, auth: str, example_feature: bool
 ) -> None:
     """From a clone of HEAD tagged as the next release (only committed work), as a team
     would: the service at a release, `make feature` at the service's version."""
-    project = _service(tmp_path, database, auth, src=template, vcs_ref=NEXT)
+    project = _service(tmp_path, database, auth, example_feature, src=template, vcs_ref=NEXT)
     answers = rendered_answers(project)
     package = answers["package_name"]
     check(["uv", "sync", "--python", find_python(answers["python_version"])], project)
@@ -176,9 +188,17 @@ def test_two_generated_features_work_and_the_service_still_updates(
     features = project / "src" / package / "features"
     expected = {"__init__.py", "router.py", "schemas.py", "service.py", "exceptions.py"}
     expected |= {"repository.py", "models.py"} if database != "none" else {"store.py"}
+    tests = {"__init__.py", "test_{}.py"}
+    tests |= {"conftest.py", "test_{}_owners.py"} if auth == "jwt" else set()
+    tests |= {"conftest.py", "test_{}_scopes.py"} if auth == "api_key" else set()
     for feature in FEATURES:
         assert expected <= {path.name for path in (features / feature).iterdir()}
-        assert (project / "tests" / "features" / feature / f"test_{feature}.py").is_file()
+        written = {path.name for path in (project / "tests" / "features" / feature).iterdir()}
+        assert written - {"__pycache__"} == {name.format(feature) for name in tests}
+        if auth == "none":  # open routes: nothing of auth in the feature
+            code = "".join(path.read_text() for path in (features / feature).glob("*.py"))
+            for wiring in ("auth", "api_keys", "require_scopes", "CurrentUser", "owner"):
+                assert wiring not in code, (feature, wiring)
     if database != "none":
         second = (
             project / "migrations" / "versions" / "invoices_0001_invoices_table.py"

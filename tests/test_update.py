@@ -41,6 +41,8 @@ OLD_VERSIONS = [release["version"] for release in RELEASES["releases"]]
 SCENARIOS: dict[str, dict[str, Any]] = {
     "defaults": {"project_name": "Payments"},
     "sqlite": {"project_name": "Payments", "database": "sqlite", "ci": "gitlab"},
+    # No auth and no example: the releases before 0.3.0 gave such a service no shared/.
+    "sqlite-bare": {"project_name": "Payments", "database": "sqlite", "example_feature": False},
     "everything-on": {
         "project_name": "Payments",
         "auth": "jwt",
@@ -93,6 +95,10 @@ def test_update_keeps_a_real_teams_service_working(
         for name in added:
             assert service.answers[name] == requested.get(name, BEHAVIOUR_BEFORE[name]), name
 
+        if scenario == "sqlite-bare":
+            # The update brought shared/, which a feature with a database builds on.
+            generated = service.run("make", "feature", "name=refunds")
+            assert "Added the feature refunds" in generated
         tests = run_the_checks(service)
         assert "test_orders.py" in check(
             ["uv", "run", "--no-sync", "pytest", "--co", "-q", "tests/features/orders"], project

@@ -141,12 +141,6 @@ def main(argv: list[str]) -> int:
     data.update(dict(item.split("=", 1) for item in args.data))
     data["feature"] = name
     if answers.get("database", "none") != "none":
-        shared = Path("src") / package / "shared" / "repository.py"
-        if not shared.exists():
-            raise SystemExit(
-                f"{shared} is missing: a feature with a database builds on shared/, which this "
-                'service lacks; add it with make update ARGS="-d example_feature=true".'
-            )
         # With JWT the table has an owner: a foreign key to users, made on the auth branch.
         needs = frozenset({"auth"} if answers.get("auth") == "jwt" else ())
         data.update(migration_placement(needs))
