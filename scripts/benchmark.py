@@ -31,11 +31,12 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -46,6 +47,7 @@ SERVER_CPU = "0"
 WRK_CPU = "1"
 STARTUP_TIMEOUT = 60.0
 SETUP_TIMEOUT = 600.0
+T = TypeVar("T")
 
 BARE_APP = '''\
 """The baseline: FastAPI with the same liveness route and nothing else."""
@@ -325,14 +327,20 @@ def stop_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def benchmark(args: argparse.Namespace, workdir: Path) -> float:
+def service_to_measure(args: argparse.Namespace, workdir: Path) -> Path:
+    """--service-dir, or the template rendered into the work directory with --data."""
     if args.service_dir:
-        service_dir = args.service_dir.resolve()
+        service_dir: Path = args.service_dir.resolve()
         print(f"using the rendered service in {service_dir}", flush=True)
     else:
         service_dir = workdir / "service"
         print(f"rendering the template into {service_dir}", flush=True)
         render_service(service_dir, parse_pairs(args.data, "--data"))
+    return service_dir
+
+
+def benchmark(args: argparse.Namespace, workdir: Path) -> float:
+    service_dir = service_to_measure(args, workdir)
     print("building the service's venv (uv sync)", flush=True)
     python = build_venv(service_dir)
     package = read_answers(service_dir)["package_name"]
@@ -450,10 +458,9 @@ def ratio_of(service: Round, baseline: Round) -> float:
     return service.requests_per_second / baseline.requests_per_second
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Requests/s of the rendered service versus a bare FastAPI app."
-    )
+def load_arguments(description: str, min_ratio: float, ratio_help: str) -> argparse.ArgumentParser:
+    """The options both benchmark scripts take; each adds its own."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
         "--data",
         action="append",
@@ -473,28 +480,26 @@ def parse_args() -> argparse.Namespace:
         type=Path,
         help="benchmark this already rendered service instead of rendering one",
     )
-    parser.add_argument(
-        "--feature-route",
-        action="store_true",
-        help=f"load {FEATURE_PATH}, a route added as a feature folder (traced, counted and "
-        "rate limited), instead of /health/live",
-    )
-    parser.add_argument("--rounds", type=int, default=5, help="rounds per app (default 5)")
-    parser.add_argument("--duration", type=float, default=10, help="seconds per round")
-    parser.add_argument("--warmup", type=float, default=3, help="warm-up seconds per app")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds (default 5)")
+    parser.add_argument("--duration", type=float, default=10, help="seconds per load")
+    parser.add_argument("--warmup", type=float, default=3, help="warm-up seconds per load")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument(
         "--min-ratio",
         type=float,
-        default=0.85,
-        help="exit 1 when service/bare is below this (default 0.85)",
+        default=min_ratio,
+        help=f"exit 1 when {ratio_help} is below this (default {min_ratio:.2f})",
     )
     parser.add_argument(
         "--keep",
         action="store_true",
         help="keep the work directory (rendered service, server logs)",
     )
+    return parser
+
+
+def parse_load_arguments(parser: argparse.ArgumentParser) -> argparse.Namespace:
     args = parser.parse_args()
     if args.service_dir and args.data:
         parser.error("--data applies when rendering; --service-dir is already rendered")
@@ -503,13 +508,16 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def main() -> int:
-    args = parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="benchmark-"))
+def run_benchmark(
+    args: argparse.Namespace, prefix: str, body: Callable[[argparse.Namespace, Path], T]
+) -> T | int:
+    """`body(args, workdir)` with the tools checked, servers stopped on SIGTERM and the work
+    directory removed (unless --keep); an int on failure: 2 for a failed step, 130 on Ctrl-C."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         with stop_on_sigterm():
             require_tools()
-            ratio = benchmark(args, workdir)
+            return body(args, workdir)
     except BenchmarkError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 2
@@ -521,6 +529,22 @@ def main() -> int:
             print(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main() -> int:
+    parser = load_arguments(
+        "Requests/s of the rendered service versus a bare FastAPI app.", 0.85, "service/bare"
+    )
+    parser.add_argument(
+        "--feature-route",
+        action="store_true",
+        help=f"load {FEATURE_PATH}, a route added as a feature folder (traced, counted and "
+        "rate limited), instead of /health/live",
+    )
+    args = parse_load_arguments(parser)
+    ratio = run_benchmark(args, "benchmark-", benchmark)
+    if isinstance(ratio, int):
+        return ratio
     print(
         f"ratio service/{BARE}, the median of the rounds' ratios: {ratio:.2f} "
         f"(threshold {args.min_ratio:.2f})"

@@ -22,11 +22,9 @@ import json
 import os
 import re
 import secrets
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,13 +264,7 @@ def check_same_answer(servers: list[shared.Server], paths: dict[str, str], token
 
 
 def benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
-    if args.service_dir:
-        service_dir = args.service_dir.resolve()
-        print(f"using the rendered service in {service_dir}", flush=True)
-    else:
-        service_dir = workdir / "service"
-        print(f"rendering the template into {service_dir}", flush=True)
-        shared.render_service(service_dir, shared.parse_pairs(args.data, "--data"))
+    service_dir = shared.service_to_measure(args, workdir)
     answers = shared.read_answers(service_dir)
     if answers.get("database") != "postgresql" or answers.get("auth") != "jwt":
         raise shared.BenchmarkError("the database benchmark needs database=postgresql, auth=jwt")
@@ -420,74 +412,22 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
     return ratios
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Requests/s of the service's item routes versus the same work by hand."
-    )
-    parser.add_argument(
-        "--data",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra copier answer (repeatable)",
-    )
-    parser.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra environment for both servers (repeatable)",
-    )
-    parser.add_argument(
-        "--service-dir",
-        type=Path,
-        help="benchmark this already rendered service instead of rendering one",
-    )
-    parser.add_argument("--rounds", type=int, default=5, help="rounds (default 5)")
-    parser.add_argument("--duration", type=float, default=10, help="seconds per load")
-    parser.add_argument("--warmup", type=float, default=3, help="warm-up seconds per route")
-    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
-    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
-    parser.add_argument(
-        "--min-ratio",
-        type=float,
-        default=0.80,
-        help="exit 1 when a route's service/limit is below this (default 0.80)",
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the work directory")
-    args = parser.parse_args()
-    if args.service_dir and args.data:
-        parser.error("--data applies when rendering; --service-dir is already rendered")
-    if args.rounds < 1 or args.duration <= 0 or args.warmup <= 0:
-        parser.error("--rounds must be >= 1; --duration and --warmup must be positive")
-    return args
-
-
 def main() -> int:
-    args = parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="db-benchmark-"))
-    try:
-        with shared.stop_on_sigterm():
-            shared.require_tools()
-            ratios = benchmark(args, workdir)
-    except shared.BenchmarkError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; servers stopped", file=sys.stderr)
-        return 130
-    finally:
-        if args.keep:
-            print(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    below = {route: ratio for route, ratio in ratios.items() if ratio < args.min_ratio}
+    parser = shared.load_arguments(
+        "Requests/s of the service's item routes versus the same work by hand.",
+        0.80,
+        "a route's service/limit",
+    )
+    args = shared.parse_load_arguments(parser)
+    ratios = shared.run_benchmark(args, "db-benchmark-", benchmark)
+    if isinstance(ratios, int):
+        return ratios
     summary = ", ".join(f"{route} {ratio:.2f}" for route, ratio in ratios.items())
     print(
         f"service/limit, the median of the rounds' ratios: {summary} "
         f"(threshold {args.min_ratio:.2f})"
     )
-    return 1 if below else 0
+    return 1 if any(ratio < args.min_ratio for ratio in ratios.values()) else 0
 
 
 if __name__ == "__main__":
