@@ -34,14 +34,6 @@ from support import answer_sets, check, clean_env, find_python, render, rendered
 
 SETS = [s for s in answer_sets() if s.id in ("defaults", "everything-on")]
 
-# 503 envelopes with Retry-After during a database outage come with the outages work
-# (issue 12, finding 9). Until it is merged, main answers 500 in the envelope: set this to
-# True once the 503 mapping is on main.
-OUTAGE_ANSWERS_503 = True
-# Capped log lines and collapsed repeats of one error come with the logging work (issue 12,
-# finding 2). Until it is merged, main logs a traceback of about 35 KB per failed request:
-# set this to True once it is on main.
-LOGS_CAPPED = True
 # DB_POOL_SIZE's default: each of the 2 workers keeps at most this many idle connections.
 POOL_SIZE = 10
 
@@ -228,9 +220,8 @@ def _postgres_outage(rig: Rig) -> None:
     assert during, "no request ran during the outage"
     assert all(r["error"] is None for r in during), "a request got no answer during the outage"
     assert all(r["code"] for r in during if r["status"] >= 400), "an answer not in the envelope"
-    if OUTAGE_ANSWERS_503:
-        assert {r["status"] for r in during if failed(r)} <= {503}
-        assert all(r["retry_after"] for r in during if r["status"] == 503)
+    assert {r["status"] for r in during if failed(r)} <= {503}
+    assert all(r["retry_after"] for r in during if r["status"] == 503)
     live = [r for r in records if r["path"] == "/health/live"]
     assert all(r["status"] == 200 for r in live), "liveness failed during the outage"
     assert recovery <= 2, f"recovered {recovery}s after the restart"
@@ -243,10 +234,7 @@ def _postgres_outage(rig: Rig) -> None:
     assert idle_in_tx == "0"
     # Bounded: a few lines per request at most (one access line, one error).
     assert len(lines) <= 3 * len(records) + 200, f"{len(lines)} log lines in the outage"
-    if LOGS_CAPPED:
-        assert size <= 2_000_000, f"{size} bytes of log in the outage"
-    else:
-        assert size <= 64_000 * len(records), f"{size} bytes of log in the outage"
+    assert size <= 2_000_000, f"{size} bytes of log in the outage"
 
 
 def _redis_outage(rig: Rig) -> None:
