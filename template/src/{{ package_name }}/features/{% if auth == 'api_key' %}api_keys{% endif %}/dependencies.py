@@ -23,7 +23,8 @@ ApiKeyServiceDep = Annotated[ApiKeyService, Depends(get_api_key_service)]
 async def get_current_key(
     request: Request, key: ApiKeyHeaderDep, service: ApiKeyServiceDep
 ) -> ApiKeyPrincipal:
-    principal = await service.authenticate(key)
+    # The state keeps the key's hash: the rate limiter, when on, has computed it already.
+    principal = await service.authenticate(key, request.scope.setdefault("state", {}))
     # Verified: from now on the rate limiter counts this key's requests against the key.
     record_identity(request, f"key:{principal.key_id or 'bootstrap'}")
     return principal

@@ -2,9 +2,15 @@
 
 import hmac
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ...config import Settings
-from ...core.security import generate_api_key, hash_api_key, is_bootstrap_key
+from ...core.security import (
+    generate_api_key,
+    hash_api_key,
+    is_bootstrap_key,
+    request_key_hash,
+)
 from ...shared.pagination import Page
 from .exceptions import ApiKeyNotFoundError, InvalidApiKeyError, MissingApiKeyError
 from .models import ApiKey
@@ -27,10 +33,13 @@ class ApiKeyService:
         self.repository = repository
         self.settings = settings
 
-    async def authenticate(self, key: str | None) -> ApiKeyPrincipal:
+    async def authenticate(
+        self, key: str | None, state: dict[str, Any] | None = None
+    ) -> ApiKeyPrincipal:
+        """The key's principal; `state`, the request's scope state, keeps the key's hash."""
         if not key:
             raise MissingApiKeyError()
-        key_hash = hash_api_key(key, self.settings)
+        key_hash = request_key_hash({} if state is None else state, key, self.settings)
         if is_bootstrap_key(key_hash, self.settings):
             return ApiKeyPrincipal(None, "bootstrap", frozenset({ADMIN_SCOPE}))
         record = await self.repository.get_by_hash(key_hash)
