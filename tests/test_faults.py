@@ -276,7 +276,13 @@ def _sigterm_with_writes(rig: Rig) -> None:
     }
     assert code == 0
     assert exit_s < 10, "gunicorn took longer than its graceful timeout"
-    assert not [r for r in before if failed(r)], "a request sent before SIGTERM failed"
+    # Readiness answers 503 from SIGTERM on, by design: a probe sent just before the signal
+    # but handled after it gets that answer (more often on a slow machine). It must still be
+    # answered; every other request sent before the signal must succeed.
+    probes = [r for r in before if r["path"] == "/health/ready"]
+    assert all(r["error"] is None for r in probes), "a readiness probe got no answer"
+    served = [r for r in before if r["path"] != "/health/ready"]
+    assert not [r for r in served if failed(r)], "a request sent before SIGTERM failed"
     assert not lost, f"acknowledged writes lost: {lost[:5]}"
     assert rig.figures["sigterm"]["socket_close_errors"] == 0
 
