@@ -7,15 +7,15 @@ client cannot make a worker hold a large body in memory. The 413 is the error en
 the connection closes, since the rest of the body is never read.
 """
 
-import json
 from collections.abc import Awaitable
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import error_body, request_id_of
+from .errors import send_error
 
 PAYLOAD_TOO_LARGE = 413
+_CLOSE = (b"connection", b"close")  # the rest of the body is never read
 
 
 class BodyTooLargeError(HTTPException):
@@ -79,18 +79,6 @@ class BodyLimitMiddleware:
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         error = BodyTooLargeError(self.max_body_bytes)
-        request_id = request_id_of(scope.get("state", {}))
-        body = json.dumps(error_body("payload_too_large", error.detail, None, request_id))
-        content = body.encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": PAYLOAD_TOO_LARGE,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(content)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
+        await send_error(
+            send, scope, PAYLOAD_TOO_LARGE, "payload_too_large", error.detail, [_CLOSE]
         )
-        await send({"type": "http.response.body", "body": content})

@@ -14,12 +14,11 @@ of a small route's time in the app).
 """
 
 import asyncio
-import json
 from collections.abc import Awaitable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import DeadlineExceededError, FailureLog, error_body, request_id_of
+from .errors import DeadlineExceededError, FailureLog, send_error
 
 EXEMPT_PATH_PREFIX = "/health/"
 # A timer may fire a hair early (the loop's clock ticks in milliseconds under uvloop); a
@@ -101,16 +100,4 @@ class DeadlineMiddleware:
 
 async def _send_timeout(send: Send, scope: Scope) -> None:
     error = DeadlineExceededError()
-    request_id = request_id_of(scope.get("state", {}))
-    body = json.dumps(error_body(error.code, error.message, None, request_id)).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": error.status_code,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_error(send, scope, error.status_code, error.code, error.message)

@@ -3,8 +3,9 @@
 {"error": {"code": str, "message": str, "details": object | null, "request_id": str | null}}
 """
 
+import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -14,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from starlette.types import Scope, Send
 
 log = structlog.get_logger(__name__)
 
@@ -176,6 +178,32 @@ def error_body(
             "request_id": request_id,
         }
     }
+
+
+async def send_error(
+    send: Send,
+    scope: Scope,
+    status: int,
+    code: str,
+    message: str,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
+    """Answer in the envelope from an ASGI layer, where no exception handler runs: a body too
+    large, a rate limit, a deadline, a bad host, the last-resort 500."""
+    request_id = request_id_of(scope.get("state", {}))
+    body = json.dumps(error_body(code, message, None, request_id)).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def _response(
