@@ -4,9 +4,9 @@ It adds to uvicorn-worker's worker what an internet-facing service needs (decisi
 - limits at the edge: request line (414), header count and size (431), a header timeout
   from the connection's first byte (slow or idle clients), a body timeout, a connection
   cap per worker (503), all answered in the error envelope, and no `server` header;
-- draining: from SIGTERM or recycling on, readiness answers 503 (`is_draining`), in-flight
-  requests finish with `Connection: close`, and a request already on its way over an idle
-  keep-alive connection is still answered;
+- draining: from SIGTERM on, readiness answers 503 (`is_draining`); on SIGTERM and on a
+  recycle, in-flight requests finish with `Connection: close`, and a request already on its
+  way over an idle keep-alive connection is still answered;
 - recycling after `max_requests` that counts no health probe, one worker at a time;
 - on SIGHUP, old workers serve until the new ones have started (Successors);
 - gunicorn's listening sockets closed once (uvicorn closed them a second time).
@@ -417,8 +417,9 @@ class DrainingServer(Server):
             start_draining()
             return True
         if self.recycler.due(self.server_state.counted_requests):
+            # Not draining: the other workers keep serving, so the service is still ready,
+            # and a probe this worker accepted just before stopping is answered as such.
             log.info("Recycling after %d requests", self.server_state.counted_requests)
-            start_draining()
             return True
         return False
 
