@@ -234,7 +234,9 @@ def _postgres_outage(rig: Rig) -> None:
     assert idle_in_tx == "0"
     # Bounded: a few lines per request at most (one access line, one error).
     assert len(lines) <= 3 * len(records) + 200, f"{len(lines)} log lines in the outage"
-    assert size <= 2_000_000, f"{size} bytes of log in the outage"
+    # Short lines: a traceback per request (several KB) fails this. Per request, because a
+    # quiet machine sends twice the requests a loaded one does.
+    assert size <= 1_000 * len(records), f"{size} bytes of log for {len(records)} requests"
 
 
 def _redis_outage(rig: Rig) -> None:
