@@ -202,7 +202,7 @@ def default_answers(
 ) -> dict[str, Any]:
     """Every question's default, evaluated in file order as copier does; `updated` says
     whether copier reads an existing service's answers (then `existing_service` is true)."""
-    context: dict[str, Any] = {}
+    context: dict[str, Any] = {"_copier_conf": {"data": {}}}  # nothing given with -d
     for name, spec in config.items():
         if name.startswith("_") or not isinstance(spec, dict):
             continue

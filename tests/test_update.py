@@ -43,6 +43,11 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "sqlite": {"project_name": "Payments", "database": "sqlite", "ci": "gitlab"},
     # No auth and no example: the releases before 0.3.0 gave such a service no shared/.
     "sqlite-bare": {"project_name": "Payments", "database": "sqlite", "example_feature": False},
+    # 48 characters: the releases before 0.3.0 took any length, 0.3.0 asks new ones for 40.
+    "long-package-name": {
+        "project_name": "Customer notification preferences export service",
+        "database": "sqlite",
+    },
     "everything-on": {
         "project_name": "Payments",
         "auth": "jwt",
