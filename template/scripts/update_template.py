@@ -31,6 +31,9 @@ ANSWERS_FILE = ".copier-answers.yml"
 # copier's labels for the two sides of a conflict (`--conflict inline`).
 OURS_LABEL, THEIRS_LABEL = "before updating", "after updating"
 MARKER = re.compile(r"^(<{7}|>{7}) ")
+# The template's code fits ruff's line length for package names up to this long; copier
+# asks new services for one, releases before 0.3.0 took any.
+LONGEST_PACKAGE_NAME = 40
 NOT_A_TEMPLATE = (
     "{answers} records `_src_path: {src}`, which is not the template seen from here.\n"
     "Set `_src_path` in {answers} to the template's git URL or absolute path, commit, and\n"
@@ -296,6 +299,13 @@ def finish(root: Path) -> int:
     print(f"Updated from template {old_commit} to {new_commit}.")
     if git("status", "--porcelain", "--", "migrations").strip():
         print("The migrations changed: run `make migrate` on each database.")
+    package = str(read_answers(root).get("package_name", ""))
+    if len(package) > LONGEST_PACKAGE_NAME:
+        print(
+            f"The package name has {len(package)} characters, and lines the template wrote for"
+            f" {LONGEST_PACKAGE_NAME} may be too long: run `uv run ruff check --fix .` and"
+            " `uv run ruff format .`."
+        )
     for problem in problems:
         print(problem, file=sys.stderr)
     conflicts = conflicted_files(root)
