@@ -94,11 +94,14 @@ def test_update_keeps_a_real_teams_service_working(
         # Answers the old version could not record are given now, as a team would ask.
         requested = {key: value for key, value in answers.items() if key not in old_answers}
 
+        # The first `make update` runs the old release's script, if it had one.
+        new_script = not (project / "scripts" / "update_template.py").exists()
         output = update_the_documented_way(service, requested)
         assert "No conflicts" in output
         if long_name:  # neither refused nor renamed; told what makes it lint clean again
             assert rendered_answers(project)["package_name"] == service.package
-            assert f"The package name has {len(service.package)} characters" in output
+            if new_script:
+                assert f"The package name has {len(service.package)} characters" in output
             lint_fix(service)
 
         assert conflict_counts(project) == {}
@@ -136,8 +139,8 @@ def test_update_keeps_a_real_teams_service_working(
 
 
 def lint_fix(service: Service) -> None:
-    service.run("uv", "run", "--no-sync", "ruff", "check", "--fix", "--quiet", ".")
     service.run("uv", "run", "--no-sync", "ruff", "format", "--quiet", ".")
+    service.run("uv", "run", "--no-sync", "ruff", "check", "--fix", "--quiet", ".")
 
 
 def test_update_from_head_to_head_changes_nothing(template: Path, tmp_path: Path) -> None:

@@ -303,8 +303,8 @@ def finish(root: Path) -> int:
     if len(package) > LONGEST_PACKAGE_NAME:
         print(
             f"The package name has {len(package)} characters, and lines the template wrote for"
-            f" {LONGEST_PACKAGE_NAME} may be too long: run `uv run ruff check --fix .` and"
-            " `uv run ruff format .`."
+            f" {LONGEST_PACKAGE_NAME} may be too long: run `uv run ruff format .`, then"
+            " `uv run ruff check --fix .`."
         )
     for problem in problems:
         print(problem, file=sys.stderr)
