@@ -94,13 +94,13 @@ def test_update_keeps_a_real_teams_service_working(
         # Answers the old version could not record are given now, as a team would ask.
         requested = {key: value for key, value in answers.items() if key not in old_answers}
 
-        # The first `make update` runs the old release's script, if it had one.
-        new_script = not (project / "scripts" / "update_template.py").exists()
+        # `make update` runs the old release's script, if it had one; else this release's.
+        this_releases_script = not (project / "scripts" / "update_template.py").exists()
         output = update_the_documented_way(service, requested)
         assert "No conflicts" in output
         if long_name:  # neither refused nor renamed; told what makes it lint clean again
             assert rendered_answers(project)["package_name"] == service.package
-            if new_script:
+            if this_releases_script:
                 assert f"The package name has {len(service.package)} characters" in output
             lint_fix(service)
 
