@@ -139,8 +139,9 @@ def run(
     return done.stdout
 
 
-def require_tools() -> None:
-    missing = [tool for tool in ("uv", "wrk", "taskset") if shutil.which(tool) is None]
+def require_tools(*, wrk: bool = True) -> None:
+    tools = ("uv", "wrk", "taskset") if wrk else ("uv", "taskset")
+    missing = [tool for tool in tools if shutil.which(tool) is None]
     if missing:
         hint = " (Debian: apt-get update && apt-get install -y wrk)" if "wrk" in missing else ""
         raise BenchmarkError(f"missing on PATH: {', '.join(missing)}{hint}")
@@ -516,7 +517,7 @@ def run_benchmark(
     workdir = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         with stop_on_sigterm():
-            require_tools()
+            require_tools(wrk=not getattr(args, "in_process", False))
             return body(args, workdir)
     except BenchmarkError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)

@@ -10,7 +10,9 @@ exists, the same item and page queries). wrk loads both in alternating rounds wi
 same bearer token, on an item read and a page of PAGE_ITEMS; the script prints req/s,
 p50/p99 latency and the server's CPU per request, the median of the rounds' ratios
 service/limit, each worker's resident memory at start, after warm-up and at the end, and
-exits non-zero when a ratio is below --min-ratio. See docs/benchmark.md.
+exits non-zero when a ratio is below --min-ratio. With --in-process it calls each app in a
+process of its own instead, with no server and no wrk, and compares CPU per request. See
+docs/benchmark.md.
 
 Standard library only, like scripts/benchmark.py, whose helpers it shares.
 """
@@ -196,6 +198,57 @@ async def list_items(
 '''
 
 
+# Run with the service's venv python for --in-process: calls one app's ASGI callable directly
+# (no server, no sockets) under its lifespan. Each line on stdin, "REQUESTS PATH", is a pass
+# of that many GETs of PATH; it prints the pass's CPU time per request. Every answer is 200.
+IN_PROCESS_CHILD = """\
+import asyncio, importlib, os, sys, time
+import uvloop
+
+# The service writes its access lines to stdout: they go to /dev/null, the figures to a copy.
+out = os.fdopen(os.dup(1), "w", buffering=1)
+os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+
+module, token = sys.argv[1:3]
+app = importlib.import_module(module)
+app = app.create_app() if hasattr(app, "create_app") else app.app
+BASE = {
+    "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+    "scheme": "http", "root_path": "", "client": ("127.0.0.1", 40000),
+    "server": ("127.0.0.1", 8000),
+    "headers": [(b"host", b"127.0.0.1:8000"), (b"accept", b"*/*"),
+                (b"authorization", b"Bearer " + token.encode())],
+}
+
+async def receive():
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+async def call(scope):
+    statuses = []
+    async def send(message):
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+    await app(dict(scope), receive, send)
+    if statuses != [200]:
+        sys.exit(f"{module} answered {statuses} on {scope['path']}")
+
+async def main():
+    async with app.router.lifespan_context(app):
+        print("ready", file=out)
+        for line in sys.stdin:
+            requests, target = line.split()
+            path, _, query = target.partition("?")
+            scope = {**BASE, "path": path, "raw_path": path.encode()}
+            scope["query_string"] = query.encode()
+            start = time.process_time()
+            for _ in range(int(requests)):
+                await call(scope)
+            print((time.process_time() - start) / int(requests) * 1e6, file=out)
+
+uvloop.run(main())
+"""
+
+
 @dataclass
 class Load:
     requests_per_second: float
@@ -267,6 +320,77 @@ def check_same_answer(servers: list[shared.Server], paths: dict[str, str], token
             )
 
 
+def in_process(
+    args: argparse.Namespace,
+    python: Path,
+    apps: dict[str, tuple[Path, dict[str, str], str]],
+    paths: dict[str, str],
+    token: str,
+) -> dict[str, float]:
+    """CPU per request of each app called in process, no server: after a warm-up pass,
+    --rounds passes of --requests per route and app, the app that goes first alternating.
+    `apps` maps a name to the child's working directory, environment and module."""
+    children: dict[str, subprocess.Popen[str]] = {}
+
+    def measure(name: str, path: str, requests: int) -> float:
+        child = children[name]
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.write(f"{requests} {path}\n")
+        child.stdin.flush()
+        answer = child.stdout.readline().strip()
+        if not answer:
+            raise shared.BenchmarkError(f"{name} stopped in process (its error is above)")
+        return float(answer)
+
+    cpu: dict[tuple[str, str], list[float]] = {}
+    try:
+        for name, (cwd, env, module) in apps.items():
+            child_file = cwd / "in_process_child.py"
+            child_file.write_text(IN_PROCESS_CHILD)
+            command = ["taskset", "-c", shared.SERVER_CPU, str(python), str(child_file)]
+            children[name] = subprocess.Popen(
+                [*command, module, token],
+                cwd=cwd,
+                env=env,
+                text=True,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+            assert children[name].stdout is not None
+            if children[name].stdout.readline().strip() != "ready":
+                raise shared.BenchmarkError(f"{name} did not start in process (see above)")
+        for name in children:
+            for path in paths.values():
+                measure(name, path, args.requests)
+        print(f"in process: {args.rounds} passes of {args.requests} requests", flush=True)
+        for pass_number in range(1, args.rounds + 1):
+            order = list(children) if pass_number % 2 else list(children)[::-1]
+            for route, path in paths.items():
+                for name in order:
+                    result = measure(name, path, args.requests)
+                    cpu.setdefault((route, name), []).append(result)
+                    print(f"pass {pass_number} {route:<4} {name:<7} {result:7.1f} us CPU/request")
+    finally:
+        for child in children.values():
+            if child.stdin is not None:
+                child.stdin.close()
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+    ratios = {}
+    for route in paths:
+        ours, limit = cpu[(route, SERVICE)], cpu[(route, LIMIT)]
+        for name, passes in ((SERVICE, ours), (LIMIT, limit)):
+            print(
+                f"median {route:<4} {name:<7} {statistics.median(passes):7.1f} us CPU/request "
+                f"(best {min(passes):.1f})"
+            )
+        ratios[route] = statistics.median(b / s for s, b in zip(ours, limit, strict=True))
+        print(f"ratio {route}: limit/service CPU per request {ratios[route]:.2f} (in process)")
+    return ratios
+
+
 class Outcome(NamedTuple):
     ratios: dict[str, float]  # service/limit by route
     memory_grew: bool  # beyond MAX_MEMORY_GROWTH_PERCENT
@@ -298,6 +422,7 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> Outcome:
     seed = workdir / "seed.py"
     seed.write_text(SEED.format(package=package, items=PAGE_ITEMS))
     shared.run([str(python), str(seed), "create"], cwd=service_dir, env=env)
+    print(f"created the database {database} (dropped at the end)", flush=True)
     servers: list[shared.Server] = []
     try:
         shared.run([str(python), "-m", "alembic", "upgrade", "heads"], cwd=service_dir, env=env)
@@ -319,14 +444,20 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> Outcome:
         (limit_dir / "bench_limit_app.py").write_text(
             LIMIT_APP % shared.NO_NATIVE_TELEMETRY.split("=", 1)[1]
         )
-        logs = workdir / "logs"
-        logs.mkdir()
         limit_env = {
             **env,
             "BENCH_JWT_ISSUER": issuer,
             "BENCH_POOL_SIZE": pool_size,
             "BENCH_MAX_OVERFLOW": max_overflow,
         }
+        if args.in_process:
+            apps = {
+                SERVICE: (service_dir, env, f"{package}.main"),
+                LIMIT: (limit_dir, limit_env, "bench_limit_app"),
+            }
+            return Outcome(in_process(args, python, apps, paths, token), memory_grew=False)
+        logs = workdir / "logs"
+        logs.mkdir()
         servers.append(
             shared.start_server(
                 LIMIT,
@@ -445,7 +576,20 @@ def main() -> int:
         help="after the rounds, load the service's item read until it has served this many "
         "requests in all, then read its memory (docs/benchmark.md uses 100000)",
     )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="call both apps in process, no server and no wrk: CPU per request only "
+        "(--rounds passes of --requests per route and app)",
+    )
+    parser.add_argument(
+        "--requests", type=int, default=1000, help="requests per pass with --in-process"
+    )
     args = shared.parse_load_arguments(parser)
+    if args.in_process and args.soak_requests:
+        parser.error("--soak-requests needs the served apps; drop --in-process")
+    if args.requests < 1:
+        parser.error("--requests must be >= 1")
     outcome = shared.run_benchmark(args, "db-benchmark-", benchmark)
     if isinstance(outcome, int):
         return outcome

@@ -1,0 +1,57 @@
+"""scripts/db_benchmark.py runs end to end, served and in process, against the machine's
+PostgreSQL on a render of the defaults: the hand-written app and the service answer both
+routes, a ratio is printed per route, and the benchmark's database is dropped afterwards.
+Its figures are not checked here (too noisy to gate on; docs/benchmark.md), only that the
+measurement a change is judged by still works."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import REPO_ROOT, render
+
+BENCH_DATABASES = r"SELECT datname FROM pg_database WHERE datname LIKE 'bench\_%'"
+
+
+def bench_databases() -> set[str]:
+    listed = subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-Atc", BENCH_DATABASES],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return set(listed.stdout.split())
+
+
+@pytest.fixture(scope="module")
+def defaults(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return render(tmp_path_factory.mktemp("benchmark") / "service", {"project_name": "Bench"})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "mode",
+    [["--in-process", "--requests", "20"], ["--duration", "1", "--warmup", "1"]],
+    ids=["in-process", "served"],
+)
+def test_db_benchmark_runs_and_cleans_up(defaults: Path, mode: list[str]) -> None:
+    if "--in-process" not in mode:
+        assert shutil.which("wrk"), "the served benchmark needs wrk (.ci/run installs it)"
+    command = [sys.executable, "scripts/db_benchmark.py", "--service-dir", str(defaults)]
+    command += ["--rounds", "2", "--min-ratio", "0", *mode]
+    done = subprocess.run(
+        command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, check=False
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    for route in ("item", "list"):
+        assert re.search(rf"^ratio {route}: .* \d\.\d\d", done.stdout, re.MULTILINE), output
+    created = re.search(r"^created the database (bench_\w+)", done.stdout, re.MULTILINE)
+    assert created, output
+    assert created[1] not in bench_databases(), f"{created[1]} was left behind:\n{output}"
