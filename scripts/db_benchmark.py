@@ -326,10 +326,12 @@ def in_process(
     apps: dict[str, tuple[Path, dict[str, str], str]],
     paths: dict[str, str],
     token: str,
+    child_file: Path,
 ) -> dict[str, float]:
     """CPU per request of each app called in process, no server: after a warm-up pass,
     --rounds passes of --requests per route and app, the app that goes first alternating.
-    `apps` maps a name to the child's working directory, environment and module."""
+    `apps` maps a name to the child's working directory, environment and module; the child,
+    IN_PROCESS_CHILD, is `child_file`, beside the limit's module so that it can import it."""
     children: dict[str, subprocess.Popen[str]] = {}
 
     def measure(name: str, path: str, requests: int) -> float:
@@ -345,8 +347,6 @@ def in_process(
     cpu: dict[tuple[str, str], list[float]] = {}
     try:
         for name, (cwd, env, module) in apps.items():
-            child_file = cwd / "in_process_child.py"
-            child_file.write_text(IN_PROCESS_CHILD)
             command = ["taskset", "-c", shared.SERVER_CPU, str(python), str(child_file)]
             children[name] = subprocess.Popen(
                 [*command, module, token],
@@ -455,7 +455,10 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> Outcome:
                 SERVICE: (service_dir, env, f"{package}.main"),
                 LIMIT: (limit_dir, limit_env, "bench_limit_app"),
             }
-            return Outcome(in_process(args, python, apps, paths, token), memory_grew=False)
+            child_file = limit_dir / "in_process_child.py"  # not in the service's directory
+            child_file.write_text(IN_PROCESS_CHILD)
+            ratios = in_process(args, python, apps, paths, token, child_file)
+            return Outcome(ratios, memory_grew=False)
         logs = workdir / "logs"
         logs.mkdir()
         servers.append(

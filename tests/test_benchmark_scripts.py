@@ -29,6 +29,12 @@ def bench_databases() -> set[str]:
     return set(listed.stdout.split())
 
 
+def service_files(service: Path) -> set[Path]:
+    """What the benchmark must leave alone: all but the venv and lock that `uv sync` writes."""
+    venv, lock = service / ".venv", service / "uv.lock"
+    return {path for path in service.rglob("*") if path != lock and not path.is_relative_to(venv)}
+
+
 @pytest.fixture(scope="module")
 def defaults(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return render(tmp_path_factory.mktemp("benchmark") / "service", {"project_name": "Bench"})
@@ -43,6 +49,7 @@ def defaults(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_db_benchmark_runs_and_cleans_up(defaults: Path, mode: list[str]) -> None:
     if "--in-process" not in mode:
         assert shutil.which("wrk"), "the served benchmark needs wrk (.ci/run installs it)"
+    files_before = service_files(defaults)
     command = [sys.executable, "scripts/db_benchmark.py", "--service-dir", str(defaults)]
     command += ["--rounds", "2", "--min-ratio", "0", *mode]
     done = subprocess.run(
@@ -55,3 +62,5 @@ def test_db_benchmark_runs_and_cleans_up(defaults: Path, mode: list[str]) -> Non
     created = re.search(r"^created the database (bench_\w+)", done.stdout, re.MULTILINE)
     assert created, output
     assert created[1] not in bench_databases(), f"{created[1]} was left behind:\n{output}"
+    # --service-dir may be a team's checkout: the benchmark writes nothing of its own there.
+    assert service_files(defaults) == files_before
