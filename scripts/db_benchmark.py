@@ -20,6 +20,7 @@ Standard library only, like scripts/benchmark.py, whose helpers it shares.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -202,7 +203,7 @@ async def list_items(
 # (no server, no sockets) under its lifespan. Each line on stdin, "REQUESTS PATH", is a pass
 # of that many GETs of PATH; it prints the pass's CPU time per request. Every answer is 200.
 IN_PROCESS_CHILD = """\
-import asyncio, importlib, os, sys, time
+import importlib, os, sys, time
 import uvloop
 
 # The service writes its access lines to stdout: they go to /dev/null, the figures to a copy.
@@ -337,9 +338,13 @@ def in_process(
     def measure(name: str, path: str, requests: int) -> float:
         child = children[name]
         assert child.stdin is not None and child.stdout is not None
-        child.stdin.write(f"{requests} {path}\n")
-        child.stdin.flush()
-        answer = child.stdout.readline().strip()
+        try:
+            child.stdin.write(f"{requests} {path}\n")
+            child.stdin.flush()
+        except BrokenPipeError:
+            answer = ""
+        else:
+            answer = child.stdout.readline().strip()
         if not answer:
             raise shared.BenchmarkError(f"{name} stopped in process (its error is above)")
         return float(answer)
@@ -373,7 +378,8 @@ def in_process(
     finally:
         for child in children.values():
             if child.stdin is not None:
-                child.stdin.close()
+                with contextlib.suppress(BrokenPipeError):  # a child that died
+                    child.stdin.close()
             try:
                 child.wait(timeout=30)
             except subprocess.TimeoutExpired:
