@@ -510,14 +510,19 @@ def parse_load_arguments(parser: argparse.ArgumentParser) -> argparse.Namespace:
 
 
 def run_benchmark(
-    args: argparse.Namespace, prefix: str, body: Callable[[argparse.Namespace, Path], T]
+    args: argparse.Namespace,
+    prefix: str,
+    body: Callable[[argparse.Namespace, Path], T],
+    *,
+    wrk: bool = True,
 ) -> T | int:
-    """`body(args, workdir)` with the tools checked, servers stopped on SIGTERM and the work
-    directory removed (unless --keep); an int on failure: 2 for a failed step, 130 on Ctrl-C."""
+    """`body(args, workdir)` with the tools checked (wrk only if the body loads a server
+    with it), servers stopped on SIGTERM and the work directory removed (unless --keep); an
+    int on failure: 2 for a failed step, 130 on Ctrl-C."""
     workdir = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         with stop_on_sigterm():
-            require_tools(wrk=not getattr(args, "in_process", False))
+            require_tools(wrk=wrk)
             return body(args, workdir)
     except BenchmarkError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)

@@ -599,7 +599,7 @@ def main() -> int:
         parser.error("--soak-requests needs the served apps; drop --in-process")
     if args.requests < 1:
         parser.error("--requests must be >= 1")
-    outcome = shared.run_benchmark(args, "db-benchmark-", benchmark)
+    outcome = shared.run_benchmark(args, "db-benchmark-", benchmark, wrk=not args.in_process)
     if isinstance(outcome, int):
         return outcome
     ratios = outcome.ratios
