@@ -6,11 +6,15 @@ measurement a change is judged by still works."""
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
+import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from support import REPO_ROOT, render
@@ -64,3 +68,28 @@ def test_db_benchmark_runs_and_cleans_up(defaults: Path, mode: list[str]) -> Non
     assert created[1] not in bench_databases(), f"{created[1]} was left behind:\n{output}"
     # --service-dir may be a team's checkout: the benchmark writes nothing of its own there.
     assert service_files(defaults) == files_before
+
+
+def load_db_benchmark() -> ModuleType:
+    path = REPO_ROOT / "scripts" / "db_benchmark.py"
+    spec = importlib.util.spec_from_file_location("db_benchmark", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_in_process_reports_a_child_that_dies_mid_run(tmp_path: Path) -> None:
+    """An app that fails in the middle of a pass is a failed step (exit status 2 in main),
+    not a BrokenPipeError, and the other child is stopped."""
+    db_benchmark = load_db_benchmark()
+    # In the child's place: ready, then gone before its first pass (a non-200 answer ends
+    # the real child), so the pass is written to a closed pipe.
+    child = tmp_path / "child.py"
+    child.write_text("import sys\nprint('ready', flush=True)\nsys.exit(3)\n")
+    app = (tmp_path, dict(os.environ), "unused")
+    args = argparse.Namespace(requests=5, rounds=1)
+    apps = {db_benchmark.SERVICE: app, db_benchmark.LIMIT: app}
+    with pytest.raises(db_benchmark.shared.BenchmarkError, match="stopped in process"):
+        db_benchmark.in_process(args, Path(sys.executable), apps, {"item": "/x"}, "t", child)
