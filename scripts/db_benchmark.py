@@ -11,8 +11,9 @@ same bearer token, on an item read and a page of PAGE_ITEMS; the script prints r
 p50/p99 latency and the server's CPU per request, the median of the rounds' ratios
 service/limit, each worker's resident memory at start, after warm-up and at the end, and
 exits non-zero when a ratio is below --min-ratio. With --in-process it calls each app in a
-process of its own instead, with no server and no wrk, and compares CPU per request. See
-docs/benchmark.md.
+process of its own instead, with no server and no wrk, and compares CPU per request. With
+--statements it only times the item read's two statements, from the service's repositories
+down to the driver, to show what each layer costs. See docs/benchmark.md.
 
 Standard library only, like scripts/benchmark.py, whose helpers it shares.
 """
@@ -72,7 +73,7 @@ async def seed() -> None:
     item_id = await db.fetchval("SELECT min(id) FROM items")
     await db.close()
     token, _ = create_token(Settings(), str(user_id), "access")
-    print(json.dumps({{"token": token, "item_id": item_id}}))
+    print(json.dumps({{"token": token, "item_id": item_id, "user_id": user_id}}))
 
 steps = {{
     "create": lambda: admin('CREATE DATABASE "{{}}"'),
@@ -245,6 +246,86 @@ async def main():
             for _ in range(int(requests)):
                 await call(scope)
             print((time.process_time() - start) / int(requests) * 1e6, file=out)
+
+uvloop.run(main())
+"""
+
+
+# Run with the service's venv python for --statements: the item read's two statements (the
+# user check, then the item query) run four ways in one process, beside a read session that
+# runs none, the ways alternating pass by pass; it prints each way's CPU per pair.
+STATEMENTS_CHILD = """\
+import importlib, statistics, sys, time
+import uvloop
+from sqlalchemy import bindparam, select
+
+package, user_id, item_id, passes, pairs = sys.argv[1:6]
+user_id, item_id, passes, pairs = int(user_id), int(item_id), int(passes), int(pairs)
+config = importlib.import_module(package + ".config")
+database = importlib.import_module(package + ".core.database")
+users = importlib.import_module(package + ".features.users.repository")
+items = importlib.import_module(package + ".features.items.repository")
+
+def by_id(model):
+    table = model.__table__
+    return select(table).where(table.c.id == bindparam("id"))
+
+USER, ITEM = by_id(users.UserRepository.model), by_id(items.ItemRepository.model)
+USER_SQL = "SELECT id, role FROM users WHERE id = $1"
+ITEM_SQL = "SELECT id, owner_id, name, description, created_at, updated_at FROM items WHERE id = $1"
+
+async def main():
+    engine = database.create_engine(config.Settings())
+    factory = database.create_read_session_factory(engine)
+    autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    async def repositories():
+        async with factory() as session:
+            assert await users.UserRepository(session).get(user_id) is not None
+            assert await items.ItemRepository(session).get(item_id) is not None
+
+    async def session_core():
+        async with factory() as session:
+            connection = await session.connection()
+            assert (await connection.execute(USER, {"id": user_id})).first() is not None
+            assert (await connection.execute(ITEM, {"id": item_id})).first() is not None
+
+    async def session_alone():
+        async with factory() as session:
+            await session.connection()
+
+    async def plain_core():
+        async with autocommit.connect() as connection:
+            assert (await connection.execute(USER, {"id": user_id})).first() is not None
+            assert (await connection.execute(ITEM, {"id": item_id})).first() is not None
+
+    async def driver():
+        async with autocommit.connect() as connection:
+            raw = (await connection.get_raw_connection()).driver_connection
+            assert await raw.fetchrow(USER_SQL, user_id) is not None
+            assert await raw.fetchrow(ITEM_SQL, item_id) is not None
+
+    ways = {
+        "the service's repositories on a read session (its routes)": repositories,
+        "Core statements on the read session's connection": session_core,
+        "a read session alone (opened, connection checked out, closed)": session_alone,
+        "Core statements on a plain connection (the hand-written app)": plain_core,
+        "the asyncpg driver under that connection": driver,
+    }
+    cpu = {name: [] for name in ways}
+    for way in ways.values():  # warm-up: statement caches, the pool's connection
+        for _ in range(200):
+            await way()
+    for number in range(passes):
+        names = list(ways)[number % len(ways):] + list(ways)[:number % len(ways)]
+        for name in names:
+            start = time.process_time()
+            for _ in range(pairs):
+                await ways[name]()
+            cpu[name].append((time.process_time() - start) / pairs * 1e6)
+    for name, results in cpu.items():
+        print(f"{statistics.median(results):7.1f} us CPU median, {min(results):7.1f} best: {name}")
+    await engine.dispose()
 
 uvloop.run(main())
 """
@@ -456,6 +537,15 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> Outcome:
             "BENCH_POOL_SIZE": pool_size,
             "BENCH_MAX_OVERFLOW": max_overflow,
         }
+        if args.statements:
+            child_file = workdir / "statements_child.py"  # not in the service's directory
+            child_file.write_text(STATEMENTS_CHILD)
+            print(f"the item read's statements: {args.rounds} passes of {args.requests} pairs")
+            command = [str(python), str(child_file), package, str(seeded["user_id"])]
+            command += [str(seeded["item_id"]), str(args.rounds), str(args.requests)]
+            pinned = ["taskset", "-c", shared.SERVER_CPU, *command]
+            print(shared.run(pinned, cwd=service_dir, env=env), end="", flush=True)
+            return Outcome({}, memory_grew=False)
         if args.in_process:
             apps = {
                 SERVICE: (service_dir, env, f"{package}.main"),
@@ -592,17 +682,32 @@ def main() -> int:
         "(--rounds passes of --requests per route and app)",
     )
     parser.add_argument(
-        "--requests", type=int, default=1000, help="requests per pass with --in-process"
+        "--statements",
+        action="store_true",
+        help="instead, time the item read's two statements in process, four ways from the "
+        "service's repositories to the asyncpg driver (--rounds passes of --requests pairs); "
+        "prints CPU per pair, no ratio",
+    )
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=1000,
+        help="requests per pass with --in-process, pairs of statements with --statements",
     )
     args = shared.parse_load_arguments(parser)
-    if args.in_process and args.soak_requests:
-        parser.error("--soak-requests needs the served apps; drop --in-process")
+    if args.in_process and args.statements:
+        parser.error("--in-process and --statements are two measurements; choose one")
+    if (args.in_process or args.statements) and args.soak_requests:
+        parser.error("--soak-requests needs the served apps; drop --in-process or --statements")
     if args.requests < 1:
         parser.error("--requests must be >= 1")
-    outcome = shared.run_benchmark(args, "db-benchmark-", benchmark, wrk=not args.in_process)
+    served = not (args.in_process or args.statements)
+    outcome = shared.run_benchmark(args, "db-benchmark-", benchmark, wrk=served)
     if isinstance(outcome, int):
         return outcome
     ratios = outcome.ratios
+    if not ratios:  # --statements: figures to read, nothing to compare
+        return 0
     summary = ", ".join(f"{route} {ratio:.2f}" for route, ratio in ratios.items())
     print(
         f"service/limit, the median of the rounds' ratios: {summary} "

@@ -47,8 +47,12 @@ def defaults(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "mode",
-    [["--in-process", "--requests", "20"], ["--duration", "1", "--warmup", "1"]],
-    ids=["in-process", "served"],
+    [
+        ["--in-process", "--requests", "20"],
+        ["--duration", "1", "--warmup", "1"],
+        ["--statements", "--requests", "20"],
+    ],
+    ids=["in-process", "served", "statements"],
 )
 def test_db_benchmark_runs_and_cleans_up(defaults: Path, mode: list[str]) -> None:
     if "--in-process" not in mode:
@@ -61,8 +65,12 @@ def test_db_benchmark_runs_and_cleans_up(defaults: Path, mode: list[str]) -> Non
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
-    for route in ("item", "list"):
-        assert re.search(rf"^ratio {route}: .* \d\.\d\d", done.stdout, re.MULTILINE), output
+    if "--statements" in mode:  # a figure for each way, each way's statements found their rows
+        ways = re.findall(r"^ *\d+\.\d us CPU median, +\d+\.\d best: (.+)$", done.stdout, re.M)
+        assert len(ways) == 5 and "the service's repositories" in ways[0], output
+    else:
+        for route in ("item", "list"):
+            assert re.search(rf"^ratio {route}: .* \d\.\d\d", done.stdout, re.MULTILINE), output
     created = re.search(r"^created the database (bench_\w+)", done.stdout, re.MULTILINE)
     assert created, output
     assert created[1] not in bench_databases(), f"{created[1]} was left behind:\n{output}"
@@ -93,3 +101,10 @@ def test_in_process_reports_a_child_that_dies_mid_run(tmp_path: Path) -> None:
     apps = {db_benchmark.SERVICE: app, db_benchmark.LIMIT: app}
     with pytest.raises(db_benchmark.shared.BenchmarkError, match="stopped in process"):
         db_benchmark.in_process(args, Path(sys.executable), apps, {"item": "/x"}, "t", child)
+
+
+def test_the_two_in_process_measurements_are_refused_together() -> None:
+    command = [sys.executable, "scripts/db_benchmark.py", "--in-process", "--statements"]
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "--in-process and --statements are two measurements; choose one" in done.stderr
