@@ -486,8 +486,12 @@ class Outcome(NamedTuple):
 def benchmark(args: argparse.Namespace, workdir: Path) -> Outcome:
     service_dir = shared.service_to_measure(args, workdir)
     answers = shared.read_answers(service_dir)
-    if answers.get("database") != "postgresql" or answers.get("auth") != "jwt":
-        raise shared.BenchmarkError("the database benchmark needs database=postgresql, auth=jwt")
+    wanted = {"database": "postgresql", "auth": "jwt", "example_feature": "true"}
+    if any(answers.get(key) != value for key, value in wanted.items()):
+        raise shared.BenchmarkError(
+            "the database benchmark needs database=postgresql, auth=jwt, example_feature=true"
+            " (it reads the items example's routes)"
+        )
     print("building the service's venv (uv sync)", flush=True)
     python = shared.build_venv(service_dir)
     package = answers["package_name"]

@@ -108,3 +108,22 @@ def test_the_two_in_process_measurements_are_refused_together() -> None:
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "--in-process and --statements are two measurements; choose one" in done.stderr
+
+
+@pytest.mark.parametrize("answer", ["database: sqlite", "auth: api_key", "example_feature: false"])
+def test_a_service_without_the_measured_routes_is_refused_first(
+    tmp_path: Path, answer: str
+) -> None:
+    """Refused before its venv is built, with what the benchmark needs, not an import error."""
+    db_benchmark = load_db_benchmark()
+    service = tmp_path / "service"
+    service.mkdir()
+    answers = {"database": "postgresql", "auth": "jwt", "example_feature": "true"}
+    key, value = answer.split(": ")
+    lines = [f"{name}: {value if name == key else default}" for name, default in answers.items()]
+    (service / ".copier-answers.yml").write_text("\n".join(lines) + "\n")
+    args = argparse.Namespace(service_dir=service)
+    expected = "needs database=postgresql, auth=jwt, example_feature=true"
+    with pytest.raises(db_benchmark.shared.BenchmarkError, match=expected):
+        db_benchmark.benchmark(args, tmp_path / "work")
+    assert sorted(path.name for path in service.iterdir()) == [".copier-answers.yml"]
