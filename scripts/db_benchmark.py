@@ -518,6 +518,15 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> Outcome:
     try:
         shared.run([str(python), "-m", "alembic", "upgrade", "heads"], cwd=service_dir, env=env)
         seeded = json.loads(shared.run([str(python), str(seed), "seed"], cwd=service_dir, env=env))
+        if args.statements:
+            child_file = workdir / "statements_child.py"  # not in the service's directory
+            child_file.write_text(STATEMENTS_CHILD)
+            print(f"the item read's statements: {args.rounds} passes of {args.requests} pairs")
+            command = [str(python), str(child_file), package, str(seeded["user_id"])]
+            command += [str(seeded["item_id"]), str(args.rounds), str(args.requests)]
+            pinned = ["taskset", "-c", shared.SERVER_CPU, *command]
+            print(shared.run(pinned, cwd=service_dir, env=env), end="", flush=True)
+            return Outcome({}, memory_grew=False)
         token = seeded["token"]
         paths = {name: path.format(item_id=seeded["item_id"]) for name, path in ROUTES.items()}
         settings_probe = f"from {package}.config import Settings; print(Settings().jwt_issuer)"
@@ -541,15 +550,6 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> Outcome:
             "BENCH_POOL_SIZE": pool_size,
             "BENCH_MAX_OVERFLOW": max_overflow,
         }
-        if args.statements:
-            child_file = workdir / "statements_child.py"  # not in the service's directory
-            child_file.write_text(STATEMENTS_CHILD)
-            print(f"the item read's statements: {args.rounds} passes of {args.requests} pairs")
-            command = [str(python), str(child_file), package, str(seeded["user_id"])]
-            command += [str(seeded["item_id"]), str(args.rounds), str(args.requests)]
-            pinned = ["taskset", "-c", shared.SERVER_CPU, *command]
-            print(shared.run(pinned, cwd=service_dir, env=env), end="", flush=True)
-            return Outcome({}, memory_grew=False)
         if args.in_process:
             apps = {
                 SERVICE: (service_dir, env, f"{package}.main"),

@@ -114,7 +114,8 @@ def test_the_two_in_process_measurements_are_refused_together() -> None:
 def test_a_service_without_the_measured_routes_is_refused_first(
     tmp_path: Path, answer: str
 ) -> None:
-    """Refused before its venv is built, with what the benchmark needs, not an import error."""
+    """Refused before its venv is built, with what the benchmark needs, instead of failing
+    halfway through its setup (the seed inserts into the items example's table)."""
     db_benchmark = load_db_benchmark()
     service = tmp_path / "service"
     service.mkdir()
